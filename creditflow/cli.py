@@ -1,0 +1,150 @@
+"""The `creditflow` command: one sub-command per pipeline stage.
+
+Every command prints a one-line JSON summary with ``--json`` and exits non-zero on failure.
+Heavy imports happen inside commands so that ``--help`` stays fast and the environment
+(CREDITFLOW_HOME, BENTOML_HOME, the Feast profile) is set before Feast or BentoML load.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from creditflow.config import MODEL_FEATURE_SERVICE, export_environment, get_settings
+
+# Third-party deprecation chatter (ibis, pathspec, Feast's ODFV notice) is not for users.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+
+
+app = typer.Typer(
+    help="creditflow: credit-risk scoring on a Feast feature store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print a one-line JSON summary.")]
+
+
+def _run(as_json: bool, work: Callable[[], dict[str, Any]], describe: Callable[[dict], str]):
+    """Run a command body; report its summary as JSON or text; exit 1 on any failure."""
+    try:
+        summary = work()
+    except Exception as err:  # every failure becomes a clear message and a non-zero exit
+        if as_json:
+            print(json.dumps({"ok": False, "error": f"{type(err).__name__}: {err}"}))
+        else:
+            typer.secho(f"error: {type(err).__name__}: {err}", fg="red", err=True)
+        raise typer.Exit(1) from err
+    if as_json:
+        print(json.dumps({"ok": True, **summary}, default=str))
+    else:
+        typer.echo(describe(summary))
+
+
+@app.command()
+def generate(
+    out: Annotated[Path | None, typer.Option(help="Folder for the parquet tables.")] = None,
+    loans: Annotated[int, typer.Option(min=100, help="Number of loans.")] = 30_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    end: Annotated[
+        datetime | None, typer.Option(help="End of the world (UTC); default: today 00:00.")
+    ] = None,
+    dirty_share: Annotated[float, typer.Option(min=0, max=0.5, help="Share of dirty loans.")] = (
+        0.01
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the synthetic demo lending world (loans, zipcodes, credit history)."""
+
+    def work() -> dict:
+        from ingestion.demo_world import generate_world, write_world
+
+        settings = get_settings()
+        folder = out or settings.data_dir
+        end_utc = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
+        world = generate_world(loans, seed=seed, end=end_utc, dirty_share=dirty_share)
+        paths = write_world(world, folder)
+        return {
+            "out": str(folder),
+            "rows": {name: len(df) for name, df in world.items()},
+            "files": {name: str(p) for name, p in paths.items()},
+        }
+
+    _run(as_json, work, lambda s: f"wrote {s['rows']} to {s['out']}")
+
+
+@app.command()
+def train(
+    feature_service: Annotated[
+        str, typer.Option(help="The FeatureService that is the model's feature contract.")
+    ] = MODEL_FEATURE_SERVICE,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build the point-in-time training set, train XGBoost, evaluate, register the model."""
+
+    def work() -> dict:
+        from training.pipeline import train as run_training
+
+        return run_training(feature_service, quiet=as_json)
+
+    def describe(s: dict) -> str:
+        return (
+            f"model {s['model_tag']}: test ROC AUC {s['test_auc']}, PR AUC {s['test_pr_auc']}, "
+            f"Brier {s['test_brier']} ({s['rows']['train']:,} train / {s['rows']['test']:,} "
+            f"test loans, {s['rows']['invalid_dropped']:,} invalid rows left out)"
+        )
+
+    _run(as_json, work, describe)
+
+
+@app.command("sample-request")
+def sample_request(
+    curl: Annotated[bool, typer.Option("--curl", help="Print a curl command.")] = False,
+    port: Annotated[int, typer.Option(help="Service port, for --curl.")] = 3000,
+) -> None:
+    """Print a /predict request body for a real applicant of the data (the newest valid loan)."""
+    import pandas as pd
+
+    from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE, violations
+
+    loans = pd.read_parquet(get_settings().source_path(LOANS.name)).reset_index(drop=True)
+    valid = loans[violations(loans, LOANS) == ""]
+    row = valid.sort_values("event_timestamp").iloc[-1]
+    fields = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
+    body = json.dumps(
+        {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in fields}
+    )
+    if curl:
+        print(
+            f"curl -s -X POST http://127.0.0.1:{port}/predict "
+            f"-H 'Content-Type: application/json' -d '{body}'"
+        )
+    else:
+        print(body)
+
+
+@app.command()
+def env() -> None:
+    """Print shell exports for the current home and profile (`eval "$(creditflow env)"`).
+
+    With them, the plain `feast` and `bentoml` commands use creditflow's home.
+    """
+    for key, value in export_environment().items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m creditflow.cli`
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

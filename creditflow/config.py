@@ -1,0 +1,105 @@
+"""Where creditflow keeps its state, and which profile it runs on.
+
+Everything a run creates (data, Feast registry and online store, our SQL tables, the BentoML
+model and bento store) lives under one folder, ``CREDITFLOW_HOME``, so that two homes never mix
+and a test can use its own. The profile (embedded default or production) is configuration only:
+it picks the ``feature_store.yaml`` and the database URL, never the code path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FEATURE_REPO = REPO_ROOT / "feature_repo"
+
+# The model's feature contract: the one FeatureService that training and serving read.
+MODEL_FEATURE_SERVICE = "credit_model_v1"
+# Name of the model in the BentoML model store (the registry).
+MODEL_NAME = "credit_risk"
+# The labeled table that training reads, and its label column.
+LABEL_COLUMN = "loan_status"
+
+PROFILE_YAML = {
+    "embedded": FEATURE_REPO / "feature_store.yaml",
+    "production": FEATURE_REPO / "profiles" / "production" / "feature_store.yaml",
+}
+
+
+class Settings(BaseSettings):
+    """Run-time settings, read from ``CREDITFLOW_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", extra="ignore")
+
+    home: Path = Field(default=REPO_ROOT / ".creditflow")
+    profile: Literal["embedded", "production"] = "embedded"
+    # SQLAlchemy URL of our own tables; default: a SQLite file in the home.
+    database_url: str | None = None
+    # Postgres and Redis of the production profile.
+    pg_url: str = "postgresql+psycopg://root@127.0.0.1:5432/creditflow"
+    redis_url: str = "127.0.0.1:6379"
+
+    @cached_property
+    def data_dir(self) -> Path:
+        """The offline store's sources: the parquet tables Feast reads."""
+        return self.home / "data"
+
+    @cached_property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @cached_property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def feature_store_yaml(self) -> Path:
+        return PROFILE_YAML[self.profile]
+
+    @property
+    def sql_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if self.profile == "production":
+            return self.pg_url
+        return f"sqlite:///{self.home / 'creditflow.db'}"
+
+    def source_path(self, table: str) -> Path:
+        """Parquet file of one source table (loans, zipcodes, credit_history)."""
+        return self.data_dir / f"{table}.parquet"
+
+
+def get_settings() -> Settings:
+    """Settings from the environment, with the home made absolute."""
+    settings = Settings()
+    settings.home = settings.home.expanduser().resolve()
+    return settings
+
+
+def export_environment(settings: Settings | None = None) -> dict[str, str]:
+    """Put the home, the BentoML store and the Feast profile into ``os.environ``.
+
+    Feast's yaml reads ``${CREDITFLOW_HOME}`` and BentoML reads ``BENTOML_HOME`` once, when
+    its stores are first used, so this runs before either is. They are derived from the
+    home and the profile, always, so that two homes never mix.
+    """
+    settings = settings or get_settings()
+    values = {
+        "CREDITFLOW_HOME": str(settings.home),
+        "BENTOML_HOME": str(settings.bentoml_home),
+        "FEAST_FS_YAML_FILE_PATH": str(settings.feature_store_yaml),
+        "CREDITFLOW_PG_URL": settings.pg_url,
+        "CREDITFLOW_REDIS_URL": settings.redis_url,
+    }
+    os.environ.update(values)
+    return values

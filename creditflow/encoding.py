@@ -1,0 +1,78 @@
+"""Turning feature values into model input, the same way for training and for serving.
+
+XGBoost's native categorical support keeps the category encoding inside the model: training
+hands it pandas categoricals, and the booster stores their categories. Serving reads those
+categories back from the booster to map strings to codes on a float32 row, which avoids the
+per-request DataFrame (about 2.4 ms) and DMatrix (about 16 ms) costs. No separate encoder
+exists to drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from creditflow.features import FeatureContract
+
+
+def training_frame(df: pd.DataFrame, contract: FeatureContract) -> pd.DataFrame:
+    """The model's input frame: contract columns in order, categoricals as ``category``."""
+    missing = [name for name in contract.names if name not in df.columns]
+    if missing:
+        raise KeyError(f"feature columns missing from the training data: {missing}")
+    out = pd.DataFrame(index=df.index)
+    for name in contract.names:
+        if name in contract.categorical:
+            values = df[name].astype(object).where(df[name].notna(), None)
+            out[name] = pd.Categorical(values, categories=sorted(values.dropna().unique()))
+        else:
+            out[name] = pd.to_numeric(df[name], errors="raise").astype("float64")
+    return out
+
+
+class RowEncoder:
+    """Encodes feature values into float32 rows using the booster's own categories."""
+
+    def __init__(self, booster: xgb.Booster, contract: FeatureContract) -> None:
+        if list(booster.feature_names or []) != list(contract.names):
+            raise ValueError("the booster's features differ from the model's feature contract")
+        self.names = contract.names
+        categories = dict(booster.get_categories(export_to_arrow=True).to_arrow())
+        self.codes: dict[int, dict[str, float]] = {}
+        for index, name in enumerate(self.names):
+            if name in contract.categorical:
+                values = categories.get(name)
+                if values is None:
+                    raise ValueError(f"the booster has no categories for {name!r}")
+                self.codes[index] = {str(v): float(i) for i, v in enumerate(values.to_pylist())}
+
+    def encode(self, values: Sequence[Any]) -> np.ndarray:
+        """One row of raw feature values (in contract order) as float32; unknowns are NaN."""
+        row = np.empty(len(self.names), dtype=np.float32)
+        for index, value in enumerate(values):
+            if value is None:
+                row[index] = np.nan
+            elif index in self.codes:
+                row[index] = self.codes[index].get(value, np.nan)
+            else:
+                row[index] = value
+        return row
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Many rows given as columns (as Feast's online response returns them)."""
+        n_rows = len(columns[self.names[0]])
+        matrix = np.empty((n_rows, len(self.names)), dtype=np.float32)
+        for index, name in enumerate(self.names):
+            column = columns[name]
+            if index in self.codes:
+                codes = self.codes[index]
+                matrix[:, index] = [
+                    codes.get(v, np.nan) if v is not None else np.nan for v in column
+                ]
+            else:
+                matrix[:, index] = [np.nan if v is None else v for v in column]
+        return matrix

@@ -1,0 +1,79 @@
+"""Shared fixtures: one real demo home per test session, built the way a user builds it.
+
+BentoML fixes its store location the first time it is used in a process, so the session's
+home is chosen here, at import time, before any test module imports BentoML.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="creditflow-test-"))
+os.environ["CREDITFLOW_HOME"] = str(SESSION_HOME)
+os.environ["CREDITFLOW_PROFILE"] = "embedded"
+os.environ.pop("CREDITFLOW_DATABASE_URL", None)
+
+from creditflow.config import FEATURE_REPO, Settings, export_environment, get_settings  # noqa: E402
+
+export_environment()
+
+
+def run_feast(settings: Settings, *args: str) -> str:
+    """The real `feast` CLI, in the feature repo, with the given home's environment."""
+    env = {**os.environ, **export_environment_values(settings)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "feast"), *args],
+        cwd=FEATURE_REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def export_environment_values(settings: Settings) -> dict[str, str]:
+    """The environment of a home without changing this process's own."""
+    saved = dict(os.environ)
+    try:
+        return export_environment(settings)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def feast_cli():
+    """`feast_cli(settings, *args)` runs the real feast CLI against a home."""
+    return run_feast
+
+
+@dataclass
+class DemoHome:
+    settings: Settings
+    materialized_at: datetime
+    training: dict  # the summary `creditflow train --json` prints
+
+
+@pytest.fixture(scope="session")
+def demo_home() -> DemoHome:
+    """The default demo world, registered, materialized and trained on."""
+    from ingestion.demo_world import generate_world, write_world
+    from training.pipeline import train
+
+    settings = get_settings()
+    write_world(generate_world(), settings.data_dir)
+    run_feast(settings, "apply")
+    materialized_at = datetime.now(UTC).replace(microsecond=0)
+    run_feast(settings, "materialize-incremental", materialized_at.strftime("%Y-%m-%dT%H:%M:%S"))
+    summary = train(settings=settings, quiet=True)
+    return DemoHome(settings, materialized_at, summary)

@@ -1,0 +1,82 @@
+"""Training/serving parity: the promise of the whole design.
+
+For real applicants, the feature vector the service builds from the online store must equal
+the one training builds with the point-in-time join, at a time after the newest feature value.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from bento.scoring import Scorer
+from creditflow.encoding import training_frame
+from ingestion.contract import LOANS, violations
+from training import registry
+from training.dataset import entity_frame, historical_features
+
+
+@pytest.fixture(scope="module")
+def paired_vectors(demo_home):
+    loans = pd.read_parquet(demo_home.settings.source_path("loans")).reset_index(drop=True)
+    valid = loans[violations(loans, LOANS) == ""]
+    # One loan per applicant (the online store holds one value per entity), 300 applicants.
+    sample = valid.drop_duplicates("dob_ssn", keep="last").sample(300, random_state=1)
+    entities = entity_frame(sample)
+    entities["event_timestamp"] = pd.Timestamp(demo_home.materialized_at)
+    offline = historical_features(
+        entities, demo_home.training["feature_service"], demo_home.settings
+    )
+    model = registry.load(demo_home.training["model_tag"])
+    scorer = Scorer(model)
+    request_fields = ["dob_ssn", "zipcode", *scorer.model.contract.names]
+    applications = [
+        {k: v for k, v in row.items() if k in request_fields}
+        for row in entities.astype(object).to_dict("records")
+    ]
+    online = scorer.online_features(applications)
+    return model, scorer, offline, online
+
+
+def _same(offline_value, online_value) -> bool:
+    offline_missing = offline_value is None or (
+        isinstance(offline_value, float) and math.isnan(offline_value)
+    )
+    if offline_missing or online_value is None:
+        return offline_missing and online_value is None
+    if isinstance(online_value, str) or isinstance(offline_value, str):
+        return offline_value == online_value
+    if isinstance(online_value, int) and not isinstance(online_value, bool):
+        return float(offline_value) == float(online_value) and float(online_value).is_integer()
+    return math.isclose(float(offline_value), float(online_value), rel_tol=1e-9, abs_tol=0)
+
+
+def test_every_feature_matches_for_300_applicants(paired_vectors):
+    model, _, offline, online = paired_vectors
+    mismatches = []
+    for name in model.contract.names:
+        for row, (off, on) in enumerate(zip(offline[name].tolist(), online[name], strict=True)):
+            if not _same(off, on):
+                mismatches.append((name, row, off, on))
+    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:5]}"
+
+
+def test_the_comparison_covers_missing_and_present_values(paired_vectors):
+    model, _, offline, online = paired_vectors
+    present = sum(v is not None for v in online["missed_payments_1y"])
+    assert present > 250  # most applicants have a fresh bureau snapshot
+    assert set(model.contract.categorical) <= set(online)
+
+
+def test_service_and_training_encodings_give_the_same_scores(paired_vectors):
+    model, scorer, offline, online = paired_vectors
+    frame = training_frame(offline, model.contract)
+    expected = model.booster.predict(
+        xgb.DMatrix(frame, enable_categorical=True), iteration_range=model.iteration_range
+    )
+    served = model.booster.inplace_predict(
+        scorer.encoder.encode_columns(online), iteration_range=model.iteration_range
+    )
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)

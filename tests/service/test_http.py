@@ -1,0 +1,121 @@
+"""The scoring service end to end over HTTP: the built bento, served by `bentoml serve <tag>`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from bento.scoring import Scorer
+from creditflow.config import REPO_ROOT, export_environment
+from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE, violations
+from training import registry
+
+BIN = Path(sys.executable).parent
+REQUEST_FIELDS = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def built_bento(demo_home) -> str:
+    env = {**os.environ, **export_environment(demo_home.settings)}
+    result = subprocess.run(
+        [str(BIN / "bentoml"), "build", "-f", "bento/bentofile.yaml", ".", "--output", "tag"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    assert tag.startswith("creditflow:")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def service_url(demo_home, built_bento, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, **export_environment(demo_home.settings)}
+    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(BIN / "bentoml"), "serve", built_bento, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path_factory.mktemp("elsewhere"), env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, Path(log.name).read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the service did not become ready:\n" + Path(log.name).read_text()[-3000:])
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def applications(demo_home) -> list[dict]:
+    loans = pd.read_parquet(demo_home.settings.source_path("loans")).reset_index(drop=True)
+    valid = loans[violations(loans, LOANS) == ""].drop_duplicates("dob_ssn", keep="last")
+    return valid[REQUEST_FIELDS].tail(20).astype(object).to_dict("records")
+
+
+def test_predict_answers_like_the_in_process_scorer(service_url, applications, demo_home):
+    scorer = Scorer(registry.load(demo_home.training["model_tag"]))
+    for application in applications[:10]:
+        response = httpx.post(f"{service_url}/predict", json=application, timeout=10)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        expected = scorer.score([application])[0]
+        assert body["model_tag"] == demo_home.training["model_tag"]
+        assert body["default_probability"] == pytest.approx(expected.default_probability, 1e-6)
+        assert body["decision"] == expected.decision
+        assert body["decision"] == (
+            "decline" if body["default_probability"] >= body["threshold"] else "approve"
+        )
+        assert len(body["prediction_id"]) == 32
+
+
+def test_unknown_applicant_is_scored_with_missing_features(service_url, applications):
+    stranger = {**applications[0], "dob_ssn": "19000101_0000"}
+    response = httpx.post(f"{service_url}/predict", json=stranger, timeout=10)
+    assert response.status_code == 200, response.text
+    assert "missed_payments_1y" in response.json()["missing_features"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"person_age": -5}, "person_age"),
+        ({"person_income": 999_999_999}, "person_income"),
+        ({"person_age": "old"}, "person_age"),
+        ({"loan_intent": "CRYPTO"}, "loan_intent"),
+    ],
+)
+def test_bad_requests_get_400_naming_the_field(service_url, applications, change, field):
+    response = httpx.post(f"{service_url}/predict", json={**applications[0], **change}, timeout=10)
+    assert response.status_code == 400
+    assert field in response.text
+
+
+def test_missing_field_gets_400(service_url, applications):
+    body = {k: v for k, v in applications[0].items() if k != "loan_amnt"}
+    response = httpx.post(f"{service_url}/predict", json=body, timeout=10)
+    assert response.status_code == 400
+    assert "loan_amnt" in response.text

@@ -1,0 +1,91 @@
+"""The training set: labeled loans joined point-in-time to their features through Feast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from creditflow.config import LABEL_COLUMN, Settings, get_settings
+from creditflow.features import FeatureContract, contract_of, get_service, get_store
+from ingestion.contract import APPLICATION_COLUMNS, LOANS, violations
+
+ENTITY_COLUMNS = ["loan_id", "dob_ssn", "zipcode", "event_timestamp"]
+
+
+class RowLossError(RuntimeError):
+    """The offline store returned a different number of rows than it was given."""
+
+
+@dataclass
+class TrainingSet:
+    frame: pd.DataFrame  # entity columns, label and every contract feature, sorted by time
+    contract: FeatureContract
+    labeled_rows: int
+    invalid_rows: int
+
+
+def load_labeled_loans(settings: Settings) -> pd.DataFrame:
+    path = settings.source_path(LOANS.name)
+    if not path.exists():
+        raise FileNotFoundError(f"no labeled loans at {path}: run `creditflow generate` first")
+    return pd.read_parquet(path)
+
+
+def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
+    """What Feast joins on: keys, event time, the application fields and the label."""
+    columns = ENTITY_COLUMNS + [c.name for c in APPLICATION_COLUMNS] + [LABEL_COLUMN]
+    frame = loans[columns].copy()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame.reset_index(drop=True)
+
+
+def historical_features(
+    entities: pd.DataFrame, service_name: str, settings: Settings | None = None
+) -> pd.DataFrame:
+    """Point-in-time correct features for each entity row, in the entities' order.
+
+    Raises RowLossError unless rows out == rows in: some offline stores drop entity rows
+    that have no feature row in the past, silently.
+    """
+    store = get_store(settings)
+    job = store.get_historical_features(
+        entity_df=entities, features=get_service(store, service_name)
+    )
+    joined = job.to_df()
+    if len(joined) != len(entities):
+        raise RowLossError(
+            f"the offline store returned {len(joined)} rows for {len(entities)} entity rows"
+        )
+    if "loan_id" in entities.columns:
+        if joined["loan_id"].duplicated().any():
+            raise RowLossError("the offline store duplicated entity rows")
+        order = pd.Index(joined["loan_id"]).get_indexer(entities["loan_id"])
+        joined = joined.iloc[order].reset_index(drop=True)
+    return joined
+
+
+def build_training_set(service_name: str, settings: Settings | None = None) -> TrainingSet:
+    """Labeled loans that pass the data contract, with their point-in-time features."""
+    settings = settings or get_settings()
+    loans = load_labeled_loans(settings).reset_index(drop=True)
+    broken = violations(loans, LOANS) != ""
+    entities = entity_frame(loans[~broken])
+    frame = historical_features(entities, service_name, settings)
+    frame = frame.sort_values(["event_timestamp", "loan_id"], kind="stable").reset_index(drop=True)
+    contract = contract_of(get_store(settings), service_name)
+    return TrainingSet(frame, contract, labeled_rows=len(loans), invalid_rows=int(broken.sum()))
+
+
+def time_split(
+    frame: pd.DataFrame, test_share: float, valid_share: float
+) -> tuple[pd.DataFrame, ...]:
+    """Train / validation / test by event time (never shuffled across time)."""
+    n = len(frame)
+    n_test = int(round(n * test_share))
+    n_valid = int(round(n * valid_share))
+    ordered = frame.sort_values("event_timestamp", kind="stable")
+    train = ordered.iloc[: n - n_test - n_valid]
+    valid = ordered.iloc[n - n_test - n_valid : n - n_test]
+    test = ordered.iloc[n - n_test :]
+    return train, valid, test
