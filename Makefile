@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+# The venv's feast, bentoml and creditflow come first, activated or not.
+export PATH := $(BIN):$(PATH)
 PORT ?= 3000
 LOANS ?= 30000
 export CREDITFLOW_HOME ?= $(CURDIR)/.creditflow
