@@ -16,7 +16,7 @@ ENV := eval "$$($(BIN)/creditflow env)" &&
 FEATURE_DEFS := $(wildcard feature_repo/*.py feature_repo/*.yaml) ingestion/contract.py
 CODE := $(wildcard creditflow/*.py training/*.py ingestion/*.py)
 
-.PHONY: demo serve test lint install bento clean
+.PHONY: demo serve test lint install bento bench clean
 .DEFAULT_GOAL := demo
 
 install: $(VENV)/.installed
@@ -53,6 +53,10 @@ demo: $(STAMPS)/trained
 # A deployable bento (service, feature repo, model); `bentoml serve <tag>` or containerize it.
 bento: $(STAMPS)/trained
 	$(ENV) bentoml build -f bento/bentofile.yaml .
+
+# Speed targets, side by side in one run (see benchmarks/run.py); saved to reports/bench.json.
+bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.run
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -23,12 +23,14 @@ class FeatureContract:
     service: str
     names: tuple[str, ...]
     categorical: tuple[str, ...]
+    types: tuple[str, ...]  # Feast value type of each feature, e.g. "Int64"
 
     def to_metadata(self) -> dict:
         return {
             "feature_service": self.service,
             "feature_names": list(self.names),
             "categorical_features": list(self.categorical),
+            "feature_types": dict(zip(self.names, self.types, strict=True)),
         }
 
     @classmethod
@@ -37,6 +39,7 @@ class FeatureContract:
             service=meta["feature_service"],
             names=tuple(meta["feature_names"]),
             categorical=tuple(meta["categorical_features"]),
+            types=tuple(meta["feature_types"][name] for name in meta["feature_names"]),
         )
 
 
@@ -65,12 +68,14 @@ def contract_of(store: FeatureStore, service_name: str) -> FeatureContract:
 
     service = get_service(store, service_name)
     names: list[str] = []
+    types: list[str] = []
     categorical: list[str] = []
     for projection in service.feature_view_projections:
         for field in projection.features:
             if field.name in names:
                 raise ValueError(f"feature {field.name!r} appears twice in {service_name}")
             names.append(field.name)
+            types.append(str(field.dtype))
             if field.dtype == String:
                 categorical.append(field.name)
-    return FeatureContract(service_name, tuple(names), tuple(categorical))
+    return FeatureContract(service_name, tuple(names), tuple(categorical), tuple(types))

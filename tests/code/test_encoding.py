@@ -7,7 +7,9 @@ import xgboost as xgb
 from creditflow.encoding import RowEncoder, training_frame
 from creditflow.features import FeatureContract
 
-CONTRACT = FeatureContract("svc", ("colour", "size", "weight"), ("colour",))
+CONTRACT = FeatureContract(
+    "svc", ("colour", "size", "weight"), ("colour",), ("String", "Int64", "Float64")
+)
 
 
 def _booster(frame: pd.DataFrame) -> xgb.Booster:

@@ -29,6 +29,9 @@ def test_model_metadata_describes_its_contract_and_window(demo_home):
     assert meta["feature_service"] == MODEL_FEATURE_SERVICE
     assert tuple(meta["feature_names"]) == contract.names
     assert tuple(meta["categorical_features"]) == contract.categorical
+    assert meta["feature_types"]["person_age"] == "Int64"
+    assert meta["feature_types"]["loan_intent"] == "String"
+    assert meta["feature_types"]["debt_to_income"] == "Float64"
     assert list(model.booster.feature_names) == list(contract.names)
     windows = meta["window"]
     assert windows["train"][1] <= windows["valid"][0] <= windows["valid"][1] <= windows["test"][0]
