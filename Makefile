@@ -15,6 +15,7 @@ ENV := eval "$$($(BIN)/creditflow env)" &&
 
 FEATURE_DEFS := $(wildcard feature_repo/*.py feature_repo/*.yaml) ingestion/contract.py
 CODE := $(wildcard creditflow/*.py training/*.py ingestion/*.py)
+TABLES := loans zipcodes credit_history
 
 .PHONY: demo serve test lint install bento bench clean
 .DEFAULT_GOAL := demo
@@ -30,7 +31,14 @@ $(STAMPS)/generated: $(VENV)/.installed ingestion/demo_world.py ingestion/contra
 	$(BIN)/creditflow generate --loans $(LOANS)
 	mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/applied: $(STAMPS)/generated $(FEATURE_DEFS)
+# The demo world enters like any user data: validated, dirty rows to quarantine.
+$(STAMPS)/ingested: $(STAMPS)/generated
+	for table in $(TABLES); do \
+	  $(BIN)/creditflow ingest $(CREDITFLOW_HOME)/raw/$$table.parquet --table $$table || exit 1; \
+	done
+	touch $@
+
+$(STAMPS)/applied: $(STAMPS)/ingested $(FEATURE_DEFS)
 	$(ENV) cd feature_repo && feast apply
 	touch $@
 

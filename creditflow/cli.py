@@ -52,7 +52,9 @@ def _run(as_json: bool, work: Callable[[], dict[str, Any]], describe: Callable[[
 
 @app.command()
 def generate(
-    out: Annotated[Path | None, typer.Option(help="Folder for the parquet tables.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the parquet tables; default: the home's raw/.")
+    ] = None,
     loans: Annotated[int, typer.Option(min=100, help="Number of loans.")] = 30_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     end: Annotated[
@@ -63,13 +65,16 @@ def generate(
     ),
     as_json: JsonFlag = False,
 ) -> None:
-    """Write the synthetic demo lending world (loans, zipcodes, credit history)."""
+    """Write the synthetic demo lending world (loans, zipcodes, credit history) as raw tables.
+
+    Feed them to the feature store with `creditflow ingest`.
+    """
 
     def work() -> dict:
         from ingestion.demo_world import generate_world, write_world
 
         settings = get_settings()
-        folder = out or settings.data_dir
+        folder = out or settings.raw_dir
         end_utc = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
         world = generate_world(loans, seed=seed, end=end_utc, dirty_share=dirty_share)
         paths = write_world(world, folder)
@@ -106,19 +111,94 @@ def train(
     _run(as_json, work, describe)
 
 
+TableOption = Annotated[
+    str, typer.Option("--table", help="loans, zipcodes or credit_history.", show_default=False)
+]
+
+
+def _describe_ingest(s: dict) -> str:
+    if s.get("already_ingested"):
+        return f"batch {s['batch_id']} of {s['table']} was already ingested: nothing added"
+    text = (
+        f"{s['table']} batch {s['batch_id']}: {s['rows_in']:,} rows in, {s['accepted']:,} "
+        f"accepted ({s['late']:,} late), {s['quarantined']:,} quarantined"
+    )
+    for rule, count in sorted(s["reasons"].items(), key=lambda kv: -kv[1]):
+        text += f"\n  quarantined {count:,}: {rule}"
+    for column, count in s["warnings"].get("outliers", {}).items():
+        text += f"\n  warning: {count:,} outlier(s) in {column} (kept)"
+    return text
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="A .parquet/.csv file, a folder, or a DB URL.")],
+    table: TableOption,
+    sql_table: Annotated[str | None, typer.Option(help="Table to read, with a DB URL.")] = None,
+    query: Annotated[str | None, typer.Option(help="Query to read, with a DB URL.")] = None,
+    materialize: Annotated[
+        bool, typer.Option("--materialize", help="Update the online store afterwards.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate a batch against the data contract: valid rows go to the offline store,
+    the others to quarantine with their reasons. The same batch twice adds nothing."""
+
+    def work() -> dict:
+        from ingestion.ingest import ingest as run_ingest
+        from ingestion.readers import read_source
+
+        batch = read_source(source, sql_table=sql_table, query=query)
+        return run_ingest(table, batch, materialize=materialize)
+
+    _run(as_json, work, _describe_ingest)
+
+
+@app.command()
+def push(
+    source: Annotated[str, typer.Argument(help="Fresh credit-history records: file or folder.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Stream fresh credit-history records: validated like `ingest`, then written to the
+    offline store and straight to the online store (visible to the next /predict)."""
+
+    def work() -> dict:
+        from ingestion.ingest import ingest as run_ingest
+        from ingestion.readers import read_source
+
+        return run_ingest("credit_history", read_source(source), push_online=True)
+
+    _run(as_json, work, _describe_ingest)
+
+
+@app.command("quarantine")
+def show_quarantine(
+    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Only this batch id.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
+) -> None:
+    """Print quarantined rows (JSON lines): the row as received and the rules it broke."""
+    from creditflow.db import get_engine
+    from ingestion.ledger import quarantined_rows
+
+    for row in quarantined_rows(get_engine(), table, batch, limit):
+        print(json.dumps(row, default=str))
+
+
 @app.command("sample-request")
 def sample_request(
     curl: Annotated[bool, typer.Option("--curl", help="Print a curl command.")] = False,
     port: Annotated[int, typer.Option(help="Service port, for --curl.")] = 3000,
 ) -> None:
     """Print a /predict request body for a real applicant of the data (the newest valid loan)."""
-    import pandas as pd
 
-    from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE, violations
+    from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
+    from ingestion.offline import read_table
 
-    loans = pd.read_parquet(get_settings().source_path(LOANS.name)).reset_index(drop=True)
-    valid = loans[violations(loans, LOANS) == ""]
-    row = valid.sort_values("event_timestamp").iloc[-1]
+    loans = read_table(get_settings(), LOANS)
+    if loans.empty:
+        raise typer.BadParameter("no loans ingested yet: run `make demo` or `creditflow ingest`")
+    row = loans.sort_values(["event_timestamp", "loan_id"]).iloc[-1]
     fields = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
     body = json.dumps(
         {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in fields}

@@ -44,11 +44,20 @@ class Settings(BaseSettings):
     # Postgres and Redis of the production profile.
     pg_url: str = "postgresql+psycopg://root@127.0.0.1:5432/creditflow"
     redis_url: str = "127.0.0.1:6379"
+    # Ingestion: event times older than this, or later than now plus the tolerance, are
+    # rejected as implausible.
+    max_event_age_days: int = 3650
+    future_tolerance_minutes: int = 5
 
     @cached_property
     def data_dir(self) -> Path:
-        """The offline store's sources: the parquet tables Feast reads."""
+        """The offline store's sources: one folder of parquet batches per table."""
         return self.home / "data"
+
+    @cached_property
+    def raw_dir(self) -> Path:
+        """Where `creditflow generate` puts the demo world before ingestion."""
+        return self.home / "raw"
 
     @cached_property
     def feast_dir(self) -> Path:
@@ -74,9 +83,13 @@ class Settings(BaseSettings):
             return self.pg_url
         return f"sqlite:///{self.home / 'creditflow.db'}"
 
-    def source_path(self, table: str) -> Path:
-        """Parquet file of one source table (loans, zipcodes, credit_history)."""
-        return self.data_dir / f"{table}.parquet"
+    def table_dir(self, table: str) -> Path:
+        """Folder of one source table's accepted batches, one parquet file per batch."""
+        return self.data_dir / table
+
+    def table_glob(self, table: str) -> str:
+        """What Feast reads for a table: every committed batch (staging is a subfolder)."""
+        return str(self.table_dir(table) / "*.parquet")
 
 
 def get_settings() -> Settings:

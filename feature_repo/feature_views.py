@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from entities import applicant, zipcode
 from feast import FeatureView
-from sources import credit_history_source, zipcode_source
+from sources import credit_history_push, zipcode_source
 
 from creditflow.feast_types import fields_of
 from ingestion.contract import CREDIT_HISTORY, ZIPCODES
@@ -27,7 +27,7 @@ credit_history = FeatureView(
     # both treat it as missing.
     ttl=timedelta(days=180),
     schema=fields_of(CREDIT_HISTORY.columns, exclude=("dob_ssn",)),
-    source=credit_history_source,
+    source=credit_history_push,
     online=True,
     description="Credit bureau snapshot of the applicant.",
 )

@@ -30,6 +30,8 @@ class Col:
     categories: tuple[str, ...] | None = None
     pattern: str | None = None
     description: str = ""
+    # Flag rare values (robust z-score of log1p against the data so far) as ingestion warnings.
+    watch_outliers: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class TableContract:
 
     name: str
     columns: tuple[Col, ...]
-    key: tuple[str, ...]
+    key: tuple[str, ...]  # the entity key
+    unique: tuple[str, ...]  # no two rows may share these values
     timestamp: str = "event_timestamp"
 
     def column(self, name: str) -> Col:
@@ -51,6 +54,10 @@ class TableContract:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def outlier_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.watch_outliers]
+
 
 def _timestamps() -> tuple[Col, Col]:
     return (
@@ -58,6 +65,10 @@ def _timestamps() -> tuple[Col, Col]:
         Col("created_timestamp", "timestamp", description="when the row was written (UTC)"),
     )
 
+
+# A watched amount this many robust standard deviations (of its log) from the median is a
+# warning, not an error: rare is not invalid.
+OUTLIER_Z = 5.0
 
 HOME_OWNERSHIP = ("RENT", "OWN", "MORTGAGE", "OTHER")
 LOAN_INTENTS = (
@@ -81,11 +92,25 @@ ZIPCODE = Col("zipcode", "int", ge=0, le=99999, description="5-digit US zipcode"
 # The fields a loan application carries at request time (besides the two entity keys).
 APPLICATION_COLUMNS = (
     Col("person_age", "int", ge=18, le=100, description="age in years"),
-    Col("person_income", "int", ge=0, le=10_000_000, description="yearly income, USD"),
+    Col(
+        "person_income",
+        "int",
+        ge=0,
+        le=10_000_000,
+        description="yearly income, USD",
+        watch_outliers=True,
+    ),
     Col("person_home_ownership", "str", categories=HOME_OWNERSHIP),
     Col("person_emp_length", "float", ge=0, le=80, description="years employed"),
     Col("loan_intent", "str", categories=LOAN_INTENTS),
-    Col("loan_amnt", "int", ge=1, le=10_000_000, description="amount asked, USD"),
+    Col(
+        "loan_amnt",
+        "int",
+        ge=1,
+        le=10_000_000,
+        description="amount asked, USD",
+        watch_outliers=True,
+    ),
     Col("loan_int_rate", "float", ge=0, le=100, description="interest rate, percent"),
 )
 
@@ -100,6 +125,7 @@ LOANS = TableContract(
         *_timestamps(),
     ),
     key=("loan_id",),
+    unique=("loan_id",),
 )
 
 ZIPCODES = TableContract(
@@ -110,21 +136,22 @@ ZIPCODES = TableContract(
         Col("state", "str", pattern=r"^[A-Z]{2}$"),
         Col("location_type", "str", categories=LOCATION_TYPES),
         Col("tax_returns_filed", "int", ge=0),
-        Col("population", "int", ge=0),
-        Col("total_wages", "int", ge=0),
+        Col("population", "int", ge=0, watch_outliers=True),
+        Col("total_wages", "int", ge=0, watch_outliers=True),
         *_timestamps(),
     ),
     key=("zipcode",),
+    unique=("zipcode", "event_timestamp"),
 )
 
 CREDIT_HISTORY = TableContract(
     name="credit_history",
     columns=(
         DOB_SSN,
-        Col("credit_card_due", "int", ge=0),
-        Col("mortgage_due", "int", ge=0),
-        Col("student_loan_due", "int", ge=0),
-        Col("vehicle_loan_due", "int", ge=0),
+        Col("credit_card_due", "int", ge=0, watch_outliers=True),
+        Col("mortgage_due", "int", ge=0, watch_outliers=True),
+        Col("student_loan_due", "int", ge=0, watch_outliers=True),
+        Col("vehicle_loan_due", "int", ge=0, watch_outliers=True),
         Col("hard_pulls", "int", ge=0),
         Col("missed_payments_2y", "int", ge=0),
         Col("missed_payments_1y", "int", ge=0),
@@ -133,6 +160,7 @@ CREDIT_HISTORY = TableContract(
         *_timestamps(),
     ),
     key=("dob_ssn",),
+    unique=("dob_ssn", "event_timestamp"),
 )
 
 TABLES: dict[str, TableContract] = {t.name: t for t in (LOANS, ZIPCODES, CREDIT_HISTORY)}
@@ -171,12 +199,25 @@ def request_model(name: str, columns: tuple[Col, ...]) -> type[pydantic.BaseMode
 # --- derived: pandera batch schema ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TimeWindow:
+    """Plausible event times: not in the future (beyond a tolerance), not older than a horizon."""
+
+    now: pd.Timestamp
+    max_age: pd.Timedelta
+    tolerance: pd.Timedelta = pd.Timedelta(minutes=5)
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def _checks(col: Col) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if col.ge is not None:
-        checks.append(pa.Check.ge(col.ge, error=f"{col.name} >= {col.ge:g}"))
+        checks.append(pa.Check.ge(col.ge, error=f"{col.name} >= {_number(col.ge)}"))
     if col.le is not None:
-        checks.append(pa.Check.le(col.le, error=f"{col.name} <= {col.le:g}"))
+        checks.append(pa.Check.le(col.le, error=f"{col.name} <= {_number(col.le)}"))
     if col.categories:
         checks.append(pa.Check.isin(col.categories, error=f"{col.name} in allowed categories"))
     if col.pattern:
@@ -184,31 +225,56 @@ def _checks(col: Col) -> list[pa.Check]:
     return checks
 
 
-def pandera_schema(table: TableContract) -> pa.DataFrameSchema:
+def _time_checks(table: TableContract, window: TimeWindow) -> list[pa.Check]:
+    days = window.max_age.days
+    return [
+        pa.Check.le(window.now + window.tolerance, error=f"{table.timestamp} not in the future"),
+        pa.Check.ge(window.now - window.max_age, error=f"{table.timestamp} within {days} days"),
+    ]
+
+
+def pandera_schema(table: TableContract, window: TimeWindow | None = None) -> pa.DataFrameSchema:
     """The pandera schema of a table; row-level rules only (types are checked by coercion)."""
-    columns = {
-        col.name: pa.Column(nullable=col.nullable, checks=_checks(col), required=True)
-        for col in table.columns
-    }
+    columns = {}
+    for col in table.columns:
+        checks = _checks(col)
+        if window is not None and col.name == table.timestamp:
+            checks += _time_checks(table, window)
+        columns[col.name] = pa.Column(nullable=col.nullable, checks=checks, required=True)
     return pa.DataFrameSchema(columns, strict=False, name=table.name)
+
+
+def rule_failures(
+    df: pd.DataFrame, table: TableContract, window: TimeWindow | None = None
+) -> pd.DataFrame:
+    """A boolean frame, one column per rule that some row breaks, True where a row breaks it.
+
+    ``df`` must have a unique index. Column sums are the per-rule counts of a batch.
+    """
+    try:
+        pandera_schema(table, window).validate(df, lazy=True)
+        return pd.DataFrame(index=df.index)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    cases = cases[cases["index"].notna()]
+    check = cases["check"].astype(str)
+    rule = check.where(check != "not_nullable", cases["column"].astype(str) + " is null")
+    failures = pd.DataFrame(False, index=df.index, columns=sorted(set(rule)))
+    for name, rows in cases["index"].groupby(rule.to_numpy()):
+        failures.loc[rows.to_numpy(), name] = True
+    return failures
+
+
+def reasons_of(failures: pd.DataFrame) -> pd.Series:
+    """For each row, the rules it breaks joined by '; ' (empty string for a valid row)."""
+    reasons = pd.Series("", index=failures.index, dtype=object)
+    broken = failures.any(axis=1) if failures.shape[1] else reasons.astype(bool)
+    if broken.any():
+        names = failures.columns.to_numpy()
+        reasons[broken] = ["; ".join(names[row]) for row in failures[broken].to_numpy(dtype=bool)]
+    return reasons
 
 
 def violations(df: pd.DataFrame, table: TableContract) -> pd.Series:
     """For each row, the rules it breaks joined by '; ' (empty string when the row is valid)."""
-    reasons = pd.Series("", index=df.index, dtype=object)
-    try:
-        pandera_schema(table).validate(df, lazy=True)
-        return reasons
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases
-    cases = cases[cases["index"].notna()]
-    rule = (
-        cases["check"]
-        .astype(str)
-        .where(
-            cases["check"].astype(str) != "not_nullable", cases["column"].astype(str) + " is null"
-        )
-    )
-    grouped = rule.groupby(cases["index"].to_numpy()).agg(lambda s: "; ".join(sorted(set(s))))
-    reasons.loc[grouped.index] = grouped.to_numpy()
-    return reasons
+    return reasons_of(rule_failures(df, table))

@@ -62,18 +62,22 @@ class DemoHome:
     settings: Settings
     materialized_at: datetime
     training: dict  # the summary `creditflow train --json` prints
+    ingested: dict  # table -> the summary `creditflow ingest --json` prints
 
 
 @pytest.fixture(scope="session")
 def demo_home() -> DemoHome:
-    """The default demo world, registered, materialized and trained on."""
+    """The default demo world, ingested, registered, materialized and trained on."""
     from ingestion.demo_world import generate_world, write_world
+    from ingestion.ingest import ingest
+    from ingestion.readers import read_files
     from training.pipeline import train
 
     settings = get_settings()
-    write_world(generate_world(), settings.data_dir)
+    raw = write_world(generate_world(), settings.raw_dir)
+    ingested = {table: ingest(table, read_files(path), settings) for table, path in raw.items()}
     run_feast(settings, "apply")
     materialized_at = datetime.now(UTC).replace(microsecond=0)
     run_feast(settings, "materialize-incremental", materialized_at.strftime("%Y-%m-%dT%H:%M:%S"))
     summary = train(settings=settings, quiet=True)
-    return DemoHome(settings, materialized_at, summary)
+    return DemoHome(settings, materialized_at, summary, ingested)

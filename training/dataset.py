@@ -9,6 +9,7 @@ import pandas as pd
 from creditflow.config import LABEL_COLUMN, Settings, get_settings
 from creditflow.features import FeatureContract, contract_of, get_service, get_store
 from ingestion.contract import APPLICATION_COLUMNS, LOANS, violations
+from ingestion.offline import read_table
 
 ENTITY_COLUMNS = ["loan_id", "dob_ssn", "zipcode", "event_timestamp"]
 
@@ -26,10 +27,13 @@ class TrainingSet:
 
 
 def load_labeled_loans(settings: Settings) -> pd.DataFrame:
-    path = settings.source_path(LOANS.name)
-    if not path.exists():
-        raise FileNotFoundError(f"no labeled loans at {path}: run `creditflow generate` first")
-    return pd.read_parquet(path)
+    """Every ingested loan (they passed the contract on the way in)."""
+    loans = read_table(settings, LOANS)
+    if loans.empty:
+        raise FileNotFoundError(
+            f"no labeled loans in {settings.table_dir(LOANS.name)}: run `creditflow ingest`"
+        )
+    return loans
 
 
 def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:

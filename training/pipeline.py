@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from creditflow.config import FEATURE_REPO, MODEL_FEATURE_SERVICE, Settings, get_settings
 from creditflow.policy import break_even_threshold
 from ingestion.contract import TABLES
+from ingestion.offline import batch_files
 from training import registry
 from training.dataset import build_training_set, time_split
 from training.evaluate import metrics
@@ -24,7 +25,8 @@ VALID_SHARE = 0.1
 def fingerprint(settings: Settings) -> str:
     """Hash of the source tables and feature definitions the model was trained from."""
     digest = hashlib.sha256()
-    paths = [settings.source_path(t) for t in TABLES] + sorted(FEATURE_REPO.glob("*.py"))
+    paths = [path for t in TABLES for path in batch_files(settings, t)]
+    paths += sorted(FEATURE_REPO.glob("*.py"))
     for path in paths:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())

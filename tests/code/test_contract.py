@@ -81,7 +81,7 @@ def test_batch_violations_name_each_broken_rule():
     reasons = violations(rows, LOANS)
     assert reasons[0] == ""
     assert reasons[1] == "person_age >= 18"
-    assert reasons[2] == "loan_intent in allowed categories; person_income <= 1e+07"
+    assert reasons[2] == "loan_intent in allowed categories; person_income <= 10,000,000"
     assert reasons[3] == "person_emp_length is null"
 
 

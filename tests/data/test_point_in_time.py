@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 
 from creditflow.config import MODEL_FEATURE_SERVICE, get_settings
+from ingestion.ingest import ingest
+from ingestion.readers import RawBatch, frame_fingerprint
 from training.dataset import historical_features
 
 T = pd.Timestamp
@@ -40,20 +42,22 @@ def tiny_home(tmp_path_factory, feast_cli):
 
 def _build_tiny_home(feast_cli):
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True)
     zip_at = T("2025-01-01", tz="UTC")
-    pd.DataFrame(
+    zipcodes = pd.DataFrame(
         [{"zipcode": 2110, "city": "Boston", "state": "MA", "location_type": "PRIMARY",
           "tax_returns_filed": 1000, "population": 2000, "total_wages": 50_000_000,
           "event_timestamp": zip_at, "created_timestamp": zip_at}]
-    ).to_parquet(settings.source_path("zipcodes"))  # fmt: skip
-    pd.DataFrame(
+    )  # fmt: skip
+    history = pd.DataFrame(
         [
             _credit("19850101_0001", "2026-01-01", missed_1y=0),
             _credit("19850101_0001", "2026-03-01", missed_1y=4),  # after the first loan
             _credit("19900101_0002", "2026-06-01", missed_1y=7),  # only after the loan
         ]
-    ).to_parquet(settings.source_path("credit_history"))
+    )
+    for name, frame in (("zipcodes", zipcodes), ("credit_history", history)):
+        summary = ingest(name, RawBatch(frame, name, frame_fingerprint(frame)), settings)
+        assert summary["accepted"] == len(frame)
     feast_cli(settings, "apply")
     return settings
 

@@ -13,15 +13,15 @@ import xgboost as xgb
 
 from bento.scoring import Scorer
 from creditflow.encoding import training_frame
-from ingestion.contract import LOANS, violations
+from ingestion.contract import LOANS
+from ingestion.offline import read_table
 from training import registry
 from training.dataset import entity_frame, historical_features
 
 
 @pytest.fixture(scope="module")
 def paired_vectors(demo_home):
-    loans = pd.read_parquet(demo_home.settings.source_path("loans")).reset_index(drop=True)
-    valid = loans[violations(loans, LOANS) == ""]
+    valid = read_table(demo_home.settings, LOANS)
     # One loan per applicant (the online store holds one value per entity), 300 applicants.
     sample = valid.drop_duplicates("dob_ssn", keep="last").sample(300, random_state=1)
     entities = entity_frame(sample)

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 
 from bento.scoring import Scorer
 from creditflow.config import REPO_ROOT, export_environment
-from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE, violations
+from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
+from ingestion.offline import read_table
 from training import registry
 
 BIN = Path(sys.executable).parent
@@ -71,8 +71,7 @@ def service_url(demo_home, built_bento, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def applications(demo_home) -> list[dict]:
-    loans = pd.read_parquet(demo_home.settings.source_path("loans")).reset_index(drop=True)
-    valid = loans[violations(loans, LOANS) == ""].drop_duplicates("dob_ssn", keep="last")
+    valid = read_table(demo_home.settings, LOANS).drop_duplicates("dob_ssn", keep="last")
     return valid[REQUEST_FIELDS].tail(20).astype(object).to_dict("records")
 
 

@@ -1,0 +1,60 @@
+"""Our own tables (SQLAlchemy): what the system learns and records.
+
+SQLite in the embedded profile, Postgres in production; same code. Tables are created on
+first use.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import sqlalchemy as sa
+
+from creditflow.config import Settings, get_settings
+
+metadata = sa.MetaData()
+
+ingestion_log = sa.Table(
+    "ingestion_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(64), nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("rows_in", sa.Integer, nullable=False),
+    sa.Column("accepted", sa.Integer, nullable=False),
+    sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("late", sa.Integer, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),  # {rule: rows}
+    sa.Column("warnings", sa.JSON, nullable=False),  # {"outliers": {column: rows}}
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("table_name", "batch_id", name="uq_ingestion_batch"),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(64), nullable=False, index=True),
+    sa.Column("batch_id", sa.String(64), nullable=False, index=True),
+    sa.Column("row_number", sa.Integer, nullable=True),  # position in the batch (0-based)
+    sa.Column("reasons", sa.Text, nullable=False),  # the rules broken, "; "-separated
+    sa.Column("payload", sa.Text, nullable=False),  # the row as received (JSON, or raw text)
+    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@cache
+def _engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def get_engine(settings: Settings | None = None) -> sa.Engine:
+    """The engine of the current profile's database, with our tables created."""
+    settings = settings or get_settings()
+    if settings.sql_url.startswith("sqlite:///"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    return _engine(settings.sql_url)
