@@ -30,7 +30,14 @@ def dmatrix(frame: pd.DataFrame, contract: FeatureContract, labeled: bool = True
     return xgb.DMatrix(training_frame(frame, contract), label=label, enable_categorical=True)
 
 
-def fit(train: pd.DataFrame, valid: pd.DataFrame, contract: FeatureContract) -> xgb.Booster:
+def fit(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    contract: FeatureContract,
+    params: dict | None = None,
+    num_boost_round: int = MAX_ROUNDS,
+    early_stopping_rounds: int = EARLY_STOPPING_ROUNDS,
+) -> xgb.Booster:
     """Boosted trees with native categoricals, early-stopped on the validation window.
 
     The booster keeps the trees past the best round: slicing them off (as ``save_best`` does)
@@ -38,11 +45,11 @@ def fit(train: pd.DataFrame, valid: pd.DataFrame, contract: FeatureContract) -> 
     :func:`iteration_range` instead.
     """
     return xgb.train(
-        PARAMS,
+        {**PARAMS, **(params or {})},
         dmatrix(train, contract),
-        num_boost_round=MAX_ROUNDS,
+        num_boost_round=num_boost_round,
         evals=[(dmatrix(valid, contract), "valid")],
-        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+        early_stopping_rounds=early_stopping_rounds,
         verbose_eval=False,
     )
 
