@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from creditflow.calibration import Calibration
 from creditflow.encoding import RowEncoder
 from creditflow.features import get_service, get_store
+from creditflow.policy import decide
 from training.registry import LoadedModel
 
 
@@ -23,7 +25,8 @@ class Score:
     model_tag: str
     default_probability: float
     decision: str
-    threshold: float
+    approve_below: float
+    decline_at: float
     missing_features: list[str]
 
 
@@ -36,7 +39,8 @@ class Scorer:
         self.service = get_service(self.store, model.contract.service)
         self.encoder = RowEncoder(model.booster, model.contract)
         self.names = model.contract.names
-        self.threshold = float(model.metadata["decision_threshold"])
+        self.calibration = Calibration.from_metadata(model.metadata.get("calibration"))
+        self.bands = model.metadata["decision_bands"]
 
     def online_features(self, applications: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """Feature values by name, one list entry per application, from the online store.
@@ -50,19 +54,19 @@ class Scorer:
     def score(self, applications: list[dict[str, Any]]) -> list[Score]:
         columns = self.online_features(applications)
         matrix = self.encoder.encode_columns(columns)
-        probabilities = self.model.booster.inplace_predict(
-            matrix, iteration_range=self.model.iteration_range
-        )
+        raw = self.model.booster.inplace_predict(matrix, iteration_range=self.model.iteration_range)
+        probabilities = self.calibration.apply(np.asarray(raw, dtype=float))
         scores = []
-        for row, probability in enumerate(np.asarray(probabilities, dtype=float)):
+        for row, probability in enumerate(probabilities):
             missing = [name for name in self.names if columns[name][row] is None]
             scores.append(
                 Score(
                     prediction_id=uuid.uuid4().hex,
                     model_tag=self.model.tag,
                     default_probability=float(probability),
-                    decision="decline" if probability >= self.threshold else "approve",
-                    threshold=self.threshold,
+                    decision=decide(probability, self.bands),
+                    approve_below=self.bands["approve_below"],
+                    decline_at=self.bands["decline_at"],
                     missing_features=missing,
                 )
             )

@@ -92,23 +92,108 @@ def train(
     feature_service: Annotated[
         str, typer.Option(help="The FeatureService that is the model's feature contract.")
     ] = MODEL_FEATURE_SERVICE,
+    trials: Annotated[int, typer.Option(min=0, help="Tuning trials (0: no tuning).")] = 12,
+    timeout: Annotated[float, typer.Option(help="Tuning time limit, seconds.")] = 45.0,
+    variants: Annotated[
+        bool, typer.Option(help="Also score the feature variants declared in feature_repo/.")
+    ] = True,
+    engine: Annotated[str, typer.Option(help="local, or dask (xgboost.dask).")] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (tcp://host:8786); none: a LocalCluster."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build the point-in-time training set, train XGBoost, evaluate, register the model."""
+    """Build the point-in-time training set, tune and train XGBoost, calibrate, choose the
+    decision bands, write the evaluation report and register the model as a candidate."""
 
     def work() -> dict:
         from training.pipeline import train as run_training
 
-        return run_training(feature_service, quiet=as_json)
+        return run_training(
+            feature_service, trials=trials, timeout_s=timeout, variants=variants,
+            engine=engine, scheduler=scheduler, quiet=as_json,
+        )  # fmt: skip
 
     def describe(s: dict) -> str:
         return (
-            f"model {s['model_tag']}: test ROC AUC {s['test_auc']}, PR AUC {s['test_pr_auc']}, "
-            f"Brier {s['test_brier']} ({s['rows']['train']:,} train / {s['rows']['test']:,} "
-            f"test loans, {s['rows']['invalid_dropped']:,} invalid rows left out)"
+            f"candidate {s['model_tag']}: test ROC AUC {s['test_auc']} (baseline "
+            f"{s['baseline_test_auc']}), Brier {s['test_brier']}, ECE {s['test_ece']}, "
+            f"calibration {s['calibration']}, bands {s['decision_bands']} "
+            f"({s['rows']['train']:,} train / {s['rows']['test']:,} test loans)\n"
+            f"report: {s['report']}\nnext: creditflow promote {s['model_tag']}"
         )
 
     _run(as_json, work, describe)
+
+
+REFUSED_EXIT = 3
+
+
+@app.command()
+def promote(
+    tag: Annotated[str | None, typer.Argument(help="Model tag; default: newest candidate.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if it does not win (logged).")
+    ] = False,
+    min_gain: Annotated[
+        float | None, typer.Option(help="ROC AUC the candidate must gain over the champion.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a candidate the champion if it beats the current one on the most recent window
+    and regresses no guardrail. Exits 3 when the candidate is refused."""
+    outcome: dict = {}
+
+    def work() -> dict:
+        from training.promotion import MIN_AUC_GAIN
+        from training.promotion import promote as run_promote
+
+        gain = MIN_AUC_GAIN if min_gain is None else min_gain
+        outcome.update(run_promote(tag, force=force, min_gain=gain))
+        return outcome
+
+    def describe(s: dict) -> str:
+        if s["promoted"]:
+            note = " (forced)" if s["forced"] and s["reasons"] else ""
+            return f"{s['candidate']} is the champion{note}; before: {s['champion_before']}"
+        return f"{s['candidate']} refused: " + "; ".join(s["reasons"])
+
+    _run(as_json, work, describe)
+    if outcome and not outcome["promoted"]:
+        raise typer.Exit(REFUSED_EXIT)
+
+
+@app.command()
+def rollback(as_json: JsonFlag = False) -> None:
+    """Restore the champion that the current champion replaced."""
+
+    def work() -> dict:
+        from training.promotion import rollback as run_rollback
+
+        return run_rollback()
+
+    _run(as_json, work, lambda s: f"champion: {s['champion']} (retired {s['retired']})")
+
+
+@app.command()
+def models(as_json: JsonFlag = False) -> None:
+    """Stored models with their stage and key metrics, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.promotion import list_models
+
+    rows = list_models()
+    if as_json:
+        print(json.dumps({"ok": True, "models": rows}, default=str))
+        return
+    table = Table("tag", "stage", "created", "feature service", "test AUC", "Brier", "ECE")
+    for r in rows:
+        fmt = [f"{r[k]:.4f}" if isinstance(r[k], float) else "-" for k in
+               ("test_auc", "test_brier", "test_ece")]  # fmt: skip
+        table.add_row(r["tag"], r["stage"], r["created"], r["feature_service"] or "-", *fmt)
+    Console().print(table)
 
 
 TableOption = Annotated[

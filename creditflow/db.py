@@ -45,6 +45,30 @@ quarantine = sa.Table(
 )
 
 
+# Which stored model is champion, candidate or retired. The artifacts and their metadata stay
+# in the BentoML model store; the stage is a row here, so a promotion is one transaction.
+model_stages = sa.Table(
+    "model_stages",
+    metadata,
+    sa.Column("tag", sa.String(128), primary_key=True),
+    sa.Column("stage", sa.String(16), nullable=False),  # candidate, champion, retired
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every registration, promotion (forced or not), refusal and rollback, with its reasons.
+model_events = sa.Table(
+    "model_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tag", sa.String(128), nullable=False, index=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False, default=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 @cache
 def _engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True)

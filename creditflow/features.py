@@ -58,8 +58,30 @@ def get_service(store: FeatureStore, name: str) -> FeatureService:
     except Exception as err:  # Feast raises its own NotFound types per registry backend
         raise LookupError(
             f"FeatureService {name!r} is not in the registry ({err}). "
-            "Run `creditflow apply` (or `feast apply` in feature_repo/) first."
+            "Register the features first: `feast apply` in feature_repo/ (`make demo` does it)."
         ) from err
+
+
+def variants_of(store: FeatureStore, service_name: str) -> list[str]:
+    """FeatureServices declared as alternatives to this one (tag ``variant_of``)."""
+    return sorted(
+        fs.name for fs in store.list_feature_services() if fs.tags.get("variant_of") == service_name
+    )
+
+
+def definitions_hash(store: FeatureStore, service_name: str) -> str:
+    """Hash of a FeatureService and every view it reads: changes when any definition does."""
+    import hashlib
+
+    service = get_service(store, service_name)
+    digest = hashlib.sha256(service.to_proto().spec.SerializeToString(deterministic=True))
+    for projection in service.feature_view_projections:
+        try:
+            view = store.get_feature_view(projection.name)
+        except Exception:  # not a batch view: an on-demand one
+            view = store.get_on_demand_feature_view(projection.name)
+        digest.update(view.to_proto().spec.SerializeToString(deterministic=True))
+    return digest.hexdigest()[:16]
 
 
 def contract_of(store: FeatureStore, service_name: str) -> FeatureContract:

@@ -1,0 +1,3 @@
+"""Monitoring: data profiles for drift."""
+
+import creditflow  # noqa: F401  (OpenMP settings before XGBoost loads)

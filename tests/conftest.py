@@ -72,6 +72,7 @@ def demo_home() -> DemoHome:
     from ingestion.ingest import ingest
     from ingestion.readers import read_files
     from training.pipeline import train
+    from training.promotion import promote
 
     settings = get_settings()
     raw = write_world(generate_world(), settings.raw_dir)
@@ -79,5 +80,6 @@ def demo_home() -> DemoHome:
     run_feast(settings, "apply")
     materialized_at = datetime.now(UTC).replace(microsecond=0)
     run_feast(settings, "materialize-incremental", materialized_at.strftime("%Y-%m-%dT%H:%M:%S"))
-    summary = train(settings=settings, quiet=True)
+    summary = train(settings=settings, trials=4, timeout_s=30, quiet=True)
+    promote(summary["model_tag"], settings=settings)  # the first model becomes champion
     return DemoHome(settings, materialized_at, summary, ingested)

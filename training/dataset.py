@@ -25,6 +25,11 @@ class TrainingSet:
     labeled_rows: int
     invalid_rows: int
 
+    @property
+    def entity_columns(self) -> list[str]:
+        """The columns Feast was given (keys, event time, application fields, label)."""
+        return entity_frame_columns()
+
 
 def load_labeled_loans(settings: Settings) -> pd.DataFrame:
     """Every ingested loan (they passed the contract on the way in)."""
@@ -36,10 +41,13 @@ def load_labeled_loans(settings: Settings) -> pd.DataFrame:
     return loans
 
 
+def entity_frame_columns() -> list[str]:
+    return ENTITY_COLUMNS + [c.name for c in APPLICATION_COLUMNS] + [LABEL_COLUMN]
+
+
 def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
     """What Feast joins on: keys, event time, the application fields and the label."""
-    columns = ENTITY_COLUMNS + [c.name for c in APPLICATION_COLUMNS] + [LABEL_COLUMN]
-    frame = loans[columns].copy()
+    frame = loans[entity_frame_columns()].copy()
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
     return frame.reset_index(drop=True)
 

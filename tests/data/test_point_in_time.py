@@ -88,3 +88,30 @@ def test_snapshots_older_than_the_ttl_are_not_used(tiny_home):
     joined = historical_features(late, MODEL_FEATURE_SERVICE, tiny_home)
     assert len(joined) == 1
     assert pd.isna(joined["missed_payments_1y"].iloc[0])
+
+
+def test_demo_world_join_matches_an_independent_as_of_join(demo_home):
+    """Every training row's bureau features equal the latest snapshot at or before the loan
+    (within the view's TTL), computed independently with pandas."""
+    from creditflow.features import get_store
+    from ingestion.contract import CREDIT_HISTORY
+    from ingestion.offline import read_table
+    from training.dataset import build_training_set
+
+    data = build_training_set(MODEL_FEATURE_SERVICE, demo_home.settings)
+    ttl = get_store(demo_home.settings).get_feature_view("credit_history").ttl
+    history = read_table(demo_home.settings, CREDIT_HISTORY).sort_values("event_timestamp")
+    history["event_timestamp"] = pd.to_datetime(history["event_timestamp"], utc=True)
+    loans = data.frame[["loan_id", "dob_ssn", "event_timestamp"]].sort_values("event_timestamp")
+    loans["event_timestamp"] = loans["event_timestamp"].astype(history["event_timestamp"].dtype)
+    expected = pd.merge_asof(
+        loans, history[["dob_ssn", "event_timestamp", "missed_payments_1y", "credit_card_due"]],
+        on="event_timestamp", by="dob_ssn", direction="backward", tolerance=pd.Timedelta(ttl),
+    ).set_index("loan_id")  # fmt: skip
+    actual = data.frame.set_index("loan_id").loc[expected.index]
+    for column in ("missed_payments_1y", "credit_card_due"):
+        pd.testing.assert_series_equal(
+            actual[column].astype("float64"), expected[column].astype("float64"),
+            check_names=False,
+        )  # fmt: skip
+    assert expected["missed_payments_1y"].notna().mean() > 0.9

@@ -1,6 +1,9 @@
 """The model trained on the demo world, and what it records about itself."""
 
+import json
+
 import pandas as pd
+import pytest
 
 from creditflow.config import MODEL_FEATURE_SERVICE
 from creditflow.features import contract_of, get_store
@@ -43,4 +46,32 @@ def test_model_metadata_describes_its_contract_and_window(demo_home):
         or abs(meta["metrics"]["test"]["roc_auc"] - demo_home.training["test_auc"]) < 1e-4
     )
     assert {"xgboost", "feast", "bentoml"} <= set(meta["versions"])
-    assert 0 < meta["decision_threshold"] < 1
+
+
+def test_model_carries_calibration_bands_lineage_report_and_profile(demo_home):
+    from pathlib import Path
+
+    import bentoml
+
+    from monitoring.profile import read_profile
+
+    model = registry.load(demo_home.training["model_tag"])
+    meta = model.metadata
+    assert meta["calibration"]["method"] in ("none", "isotonic", "platt")
+    bands = meta["decision_bands"]
+    assert 0 <= bands["approve_below"] <= bands["decline_at"] <= 1
+    assert len(meta["feature_definitions_hash"]) == 16
+    assert meta["code_version"]
+    assert meta["tuning"]["trials"] >= 1
+    variants = {v["feature_service"]: v for v in meta["feature_variants"]}
+    assert MODEL_FEATURE_SERVICE in variants and len(variants) >= 2
+    assert sum(v["best_by_validation"] for v in variants.values()) == 1
+    stored = Path(bentoml.models.get(demo_home.training["model_tag"]).path)
+    report = json.loads((stored / "report.json").read_text())
+    assert report["models"][f"candidate {demo_home.training['model_tag']}"]["roc_auc"] == (
+        pytest.approx(meta["metrics"]["test"]["roc_auc"])
+    )
+    assert any(name.startswith("baseline") for name in report["models"])
+    assert Path(demo_home.training["report"]).exists()
+    profile = read_profile(stored / meta["reference_profile"]).to_pandas()
+    assert set(model.contract.names) <= set(profile.index)

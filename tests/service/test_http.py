@@ -14,6 +14,7 @@ import pytest
 
 from bento.scoring import Scorer
 from creditflow.config import REPO_ROOT, export_environment
+from creditflow.policy import decide
 from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
 from ingestion.offline import read_table
 from training import registry
@@ -85,9 +86,8 @@ def test_predict_answers_like_the_in_process_scorer(service_url, applications, d
         assert body["model_tag"] == demo_home.training["model_tag"]
         assert body["default_probability"] == pytest.approx(expected.default_probability, 1e-6)
         assert body["decision"] == expected.decision
-        assert body["decision"] == (
-            "decline" if body["default_probability"] >= body["threshold"] else "approve"
-        )
+        bands = {"approve_below": body["approve_below"], "decline_at": body["decline_at"]}
+        assert body["decision"] == decide(body["default_probability"], bands)
         assert len(body["prediction_id"]) == 32
 
 
