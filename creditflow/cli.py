@@ -31,6 +31,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _environment() -> None:
+    """Point Feast and BentoML at this home before any command imports them."""
+    export_environment()
+
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a one-line JSON summary.")]
 
 

@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from creditflow.calibration import Calibration
-from creditflow.config import LABEL_COLUMN, MODEL_NAME, Settings, get_settings
+from creditflow.config import (
+    LABEL_COLUMN,
+    MODEL_NAME,
+    Settings,
+    export_environment,
+    get_settings,
+)
 from creditflow.db import get_engine, model_events, model_stages
 from training import registry
 from training.dataset import entity_frame, historical_features, load_labeled_loans
@@ -68,10 +74,15 @@ def champion_tag(settings: Settings | None = None) -> str | None:
 
 
 def latest_candidate(settings: Settings | None = None) -> str | None:
+    export_environment(settings)
     import bentoml
 
     known = stages(settings)
-    models = sorted(bentoml.models.list(MODEL_NAME), key=lambda m: m.info.creation_time)
+    try:
+        stored = bentoml.models.list(MODEL_NAME)
+    except bentoml.exceptions.NotFound:
+        return None
+    models = sorted(stored, key=lambda m: m.info.creation_time)
     candidates = [str(m.tag) for m in models if known.get(str(m.tag)) == "candidate"]
     return candidates[-1] if candidates else None
 
@@ -204,11 +215,16 @@ def events(settings: Settings | None = None, limit: int = 50) -> list[dict]:
 
 def list_models(settings: Settings | None = None) -> list[dict]:
     """Every stored model with its stage and key metrics, newest first."""
+    export_environment(settings)
     import bentoml
 
     known = stages(settings)
     rows = []
-    for model in bentoml.models.list(MODEL_NAME):
+    try:
+        stored = bentoml.models.list(MODEL_NAME)
+    except bentoml.exceptions.NotFound:
+        return []
+    for model in stored:
         meta = model.info.metadata
         test = meta.get("metrics", {}).get("test", {})
         rows.append({

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from creditflow.config import MODEL_FEATURE_SERVICE, export_environment
+from creditflow.config import MODEL_FEATURE_SERVICE
 from training import promotion
 from training.pipeline import train
 
@@ -36,7 +36,11 @@ def test_a_worse_challenger_is_refused_with_the_reason(demo_home, weak_challenge
 
 
 def test_the_cli_exits_3_when_refused(demo_home, weak_challenger):
-    env = {**export_environment(demo_home.settings), "PATH": str(Path(sys.executable).parent)}
+    # Only the home, as a user sets it: the CLI must find the BentoML store by itself.
+    env = {
+        "CREDITFLOW_HOME": str(demo_home.settings.home),
+        "PATH": str(Path(sys.executable).parent),
+    }
     result = subprocess.run(
         [str(Path(sys.executable).parent / "creditflow"), "promote", weak_challenger, "--json"],
         capture_output=True, text=True, env=env,
