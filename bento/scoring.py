@@ -11,12 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import xgboost as xgb
 
 from creditflow.calibration import Calibration
 from creditflow.encoding import RowEncoder
 from creditflow.features import get_service, get_store
 from creditflow.policy import decide
+from creditflow.rules import apply_rules
 from training.registry import LoadedModel
+
+REASON_CODES = 3  # features reported as pushing the score up the most
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: Any
+    contribution: float  # log-odds the feature added to this applicant's default score
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,9 @@ class Score:
     model_tag: str
     default_probability: float
     decision: str
+    decided_by: str  # "band:<decision>" or the id of the rule that overrode the band
+    rules_fired: list[str]
+    reasons: list[Reason]
     approve_below: float
     decline_at: float
     missing_features: list[str]
@@ -39,6 +53,7 @@ class Scorer:
         self.service = get_service(self.store, model.contract.service)
         self.encoder = RowEncoder(model.booster, model.contract)
         self.names = model.contract.names
+        self.types = ["c" if n in model.contract.categorical else "q" for n in self.names]
         self.calibration = Calibration.from_metadata(model.metadata.get("calibration"))
         self.bands = model.metadata["decision_bands"]
 
@@ -51,20 +66,41 @@ class Scorer:
         response = self.store.get_online_features(features=self.service, entity_rows=applications)
         return response.to_dict()
 
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """XGBoost's exact per-feature contributions (log-odds), bias last; their sum is the
+        model's margin, so one call gives both the score and its reasons."""
+        data = xgb.DMatrix(matrix, feature_names=list(self.names), feature_types=self.types,
+                           enable_categorical=True)  # fmt: skip
+        return self.model.booster.predict(
+            data, pred_contribs=True, iteration_range=self.model.iteration_range
+        )
+
     def score(self, applications: list[dict[str, Any]]) -> list[Score]:
         columns = self.online_features(applications)
-        matrix = self.encoder.encode_columns(columns)
-        raw = self.model.booster.inplace_predict(matrix, iteration_range=self.model.iteration_range)
-        probabilities = self.calibration.apply(np.asarray(raw, dtype=float))
+        contributions = self.contributions(self.encoder.encode_columns(columns))
+        raw = 1.0 / (1.0 + np.exp(-contributions.sum(axis=1, dtype=np.float64)))
+        probabilities = self.calibration.apply(raw)
         scores = []
         for row, probability in enumerate(probabilities):
-            missing = [name for name in self.names if columns[name][row] is None]
+            features = {name: columns[name][row] for name in self.names}
+            missing = [name for name, value in features.items() if value is None]
+            decision, decided_by, fired = apply_rules(decide(probability, self.bands),
+                                                      features, missing)  # fmt: skip
+            top = np.argsort(-contributions[row, :-1])[:REASON_CODES]
+            reasons = [
+                Reason(self.names[i], features[self.names[i]], float(contributions[row, i]))
+                for i in top
+                if contributions[row, i] > 0
+            ]
             scores.append(
                 Score(
                     prediction_id=uuid.uuid4().hex,
                     model_tag=self.model.tag,
                     default_probability=float(probability),
-                    decision=decide(probability, self.bands),
+                    decision=decision,
+                    decided_by=decided_by,
+                    rules_fired=fired,
+                    reasons=reasons,
                     approve_below=self.bands["approve_below"],
                     decline_at=self.bands["decline_at"],
                     missing_features=missing,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from http import HTTPStatus
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
 from bento.scoring import Scorer
-from creditflow.config import MODEL_NAME, export_environment
+from creditflow.config import MAX_BATCH_DEFAULT, MODEL_NAME, export_environment, get_settings
 from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, ZIPCODE, request_model
 from training.promotion import champion_tag
 from training.registry import from_stored
@@ -18,16 +21,33 @@ export_environment()
 LoanApplication = request_model("LoanApplication", (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS))
 
 
+class ReasonCode(BaseModel):
+    feature: str
+    value: float | int | str | None
+    contribution: float = Field(description="log-odds this feature added to the default score")
+
+
 class Prediction(BaseModel):
     prediction_id: str
     model_tag: str
-    default_probability: float = Field(ge=0, le=1)
+    default_probability: float = Field(ge=0, le=1, description="calibrated")
     decision: str = Field(description="approve, review or decline")
-    approve_below: float = Field(
-        description="calibrated default probability below which we approve"
-    )
-    decline_at: float = Field(description="calibrated default probability from which we decline")
+    decided_by: str = Field(description="band:<decision>, or the id of the rule that overrode it")
+    rules_fired: list[str] = Field(description="ids of the business rules that fired")
+    reasons: list[ReasonCode] = Field(description="features that pushed the score up the most")
+    approve_below: float = Field(description="calibrated probability below which we approve")
+    decline_at: float = Field(description="calibrated probability from which we decline")
     missing_features: list[str] = Field(description="contract features the store did not have")
+
+
+class BatchTooLarge(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class ApplicationBatch(BaseModel):
+    applications: list[LoanApplication] = Field(  # type: ignore[valid-type]
+        min_length=1, description=f"at most CREDITFLOW_MAX_BATCH ({MAX_BATCH_DEFAULT}) items"
+    )
 
 
 def _champion() -> str:
@@ -39,6 +59,10 @@ def _champion() -> str:
     return tag
 
 
+def _prediction(score) -> Prediction:
+    return Prediction(**{**asdict(score), "reasons": [asdict(r) for r in score.reasons]})
+
+
 @bentoml.service(name="creditflow", workers=1, traffic={"timeout": 10})
 class CreditScorer:
     # The champion at import time; a built bento pins the champion it was built with.
@@ -46,9 +70,20 @@ class CreditScorer:
 
     def __init__(self) -> None:
         self.scorer = Scorer(from_stored(self.model_ref))
+        self.max_batch = get_settings().max_batch
 
     @bentoml.api(route="/predict", input_spec=LoanApplication)
     def predict(self, **application: Any) -> Prediction:
-        """Default probability and decision for one loan application."""
-        score = self.scorer.score([application])[0]
-        return Prediction(**score.__dict__)
+        """Calibrated default probability, decision, the rule or band behind it, reasons."""
+        return _prediction(self.scorer.score([application])[0])
+
+    @bentoml.api(route="/predict_batch", input_spec=ApplicationBatch)
+    def predict_batch(self, applications: list[Any]) -> list[Prediction]:
+        """The same answer as /predict for each application, in one call."""
+        if len(applications) > self.max_batch:
+            raise BatchTooLarge(
+                f"{len(applications)} applications: at most {self.max_batch} per call "
+                "(CREDITFLOW_MAX_BATCH); split the batch"
+            )
+        rows = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in applications]
+        return [_prediction(score) for score in self.scorer.score(rows)]

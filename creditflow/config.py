@@ -23,6 +23,8 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 MODEL_FEATURE_SERVICE = "credit_model_v1"
 # Name of the model in the BentoML model store (the registry).
 MODEL_NAME = "credit_risk"
+# Most applications one /predict_batch call may carry (CREDITFLOW_MAX_BATCH overrides).
+MAX_BATCH_DEFAULT = 1000
 # The labeled table that training reads, and its label column.
 LABEL_COLUMN = "loan_status"
 
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
     # Ingestion: event times older than this, or later than now plus the tolerance, are
     # rejected as implausible.
     max_event_age_days: int = 3650
+    max_batch: int = MAX_BATCH_DEFAULT
     future_tolerance_minutes: int = 5
 
     @cached_property

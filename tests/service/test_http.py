@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from bento.scoring import Scorer
@@ -45,7 +46,7 @@ def built_bento(demo_home) -> str:
 @pytest.fixture(scope="module")
 def service_url(demo_home, built_bento, tmp_path_factory):
     port = _free_port()
-    env = {**os.environ, **export_environment(demo_home.settings)}
+    env = {**os.environ, **export_environment(demo_home.settings), "CREDITFLOW_MAX_BATCH": "5"}
     log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
     server = subprocess.Popen(
         [str(BIN / "bentoml"), "serve", built_bento, "--host", "127.0.0.1", "--port", str(port)],
@@ -118,3 +119,67 @@ def test_missing_field_gets_400(service_url, applications):
     response = httpx.post(f"{service_url}/predict", json=body, timeout=10)
     assert response.status_code == 400
     assert "loan_amnt" in response.text
+
+
+def test_predict_batch_answers_like_predict_row_by_row(service_url, applications):
+    batch = applications[:5]
+    response = httpx.post(f"{service_url}/predict_batch", json={"applications": batch}, timeout=10)
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert len(answers) == len(batch)
+    for application, answer in zip(batch, answers, strict=True):
+        single = httpx.post(f"{service_url}/predict", json=application, timeout=10).json()
+        assert answer["default_probability"] == pytest.approx(single["default_probability"], 1e-9)
+        assert (answer["decision"], answer["decided_by"]) == (single["decision"],
+                                                              single["decided_by"])  # fmt: skip
+
+
+def test_predict_batch_over_the_limit_is_413_with_the_limit(service_url, applications):
+    response = httpx.post(f"{service_url}/predict_batch",
+                          json={"applications": applications[:6]}, timeout=10)  # fmt: skip
+    assert response.status_code == 413
+    assert "at most 5" in response.text
+
+
+def test_reason_codes_are_the_features_that_raised_the_score(service_url, applications):
+    answers = [httpx.post(f"{service_url}/predict", json=a, timeout=10).json()
+               for a in applications]  # fmt: skip
+    high = max(answers, key=lambda a: a["default_probability"])
+    reasons = high["reasons"]
+    assert reasons, "a high score must have reasons"
+    contributions = [r["contribution"] for r in reasons]
+    assert contributions == sorted(contributions, reverse=True)
+    assert all(c > 0 for c in contributions)
+    low = min(answers, key=lambda a: a["default_probability"])
+    assert sum(r["contribution"] for r in low["reasons"]) < sum(contributions)
+
+
+def test_an_unknown_applicant_goes_to_review_by_rule(service_url, applications):
+    stranger = {**applications[0], "dob_ssn": "19000101_0001"}
+    body = httpx.post(f"{service_url}/predict", json=stranger, timeout=10).json()
+    assert "REVIEW_MISSING_FEATURES" in body["rules_fired"]
+    assert body["decision"] in ("review", "decline")
+
+
+def test_a_pushed_credit_record_is_visible_to_the_next_predict(service_url, applications,
+                                                               demo_home):  # fmt: skip
+    from ingestion.ingest import ingest
+    from ingestion.readers import RawBatch, frame_fingerprint
+
+    newcomer = {**applications[1], "dob_ssn": "19000101_0002"}
+    before = httpx.post(f"{service_url}/predict", json=newcomer, timeout=10).json()
+    assert "bankruptcies" in before["missing_features"]
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    record = pd.DataFrame([{
+        "dob_ssn": newcomer["dob_ssn"], "credit_card_due": 500, "mortgage_due": 0,
+        "student_loan_due": 0, "vehicle_loan_due": 0, "hard_pulls": 1,
+        "missed_payments_2y": 0, "missed_payments_1y": 0, "missed_payments_6m": 0,
+        "bankruptcies": 3, "event_timestamp": now, "created_timestamp": now,
+    }])  # fmt: skip
+    summary = ingest("credit_history", RawBatch(record, "push", frame_fingerprint(record)),
+                     demo_home.settings, push_online=True)  # fmt: skip
+    assert summary["accepted"] == 1
+    after = httpx.post(f"{service_url}/predict", json=newcomer, timeout=10).json()
+    assert "bankruptcies" not in after["missing_features"]
+    assert after["decision"] == "decline"
+    assert "HARD_DECLINE_BANKRUPTCIES" in after["rules_fired"]
