@@ -42,6 +42,7 @@ class Score:
     approve_below: float
     decline_at: float
     missing_features: list[str]
+    features: dict[str, Any]  # the vector the model saw (logged, not returned)
 
 
 class Scorer:
@@ -104,6 +105,7 @@ class Scorer:
                     approve_below=self.bands["approve_below"],
                     decline_at=self.bands["decline_at"],
                     missing_features=missing,
+                    features=features,
                 )
             )
         return scores

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -10,8 +11,10 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
+from bento.prediction_log import PredictionLog, entity_hasher
 from bento.scoring import Scorer
 from creditflow.config import MAX_BATCH_DEFAULT, MODEL_NAME, export_environment, get_settings
+from creditflow.db import get_engine
 from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, ZIPCODE, request_model
 from training.promotion import champion_tag
 from training.registry import from_stored
@@ -60,7 +63,14 @@ def _champion() -> str:
 
 
 def _prediction(score) -> Prediction:
-    return Prediction(**{**asdict(score), "reasons": [asdict(r) for r in score.reasons]})
+    fields = {k: v for k, v in asdict(score).items() if k != "features"}
+    return Prediction(**{**fields, "reasons": [asdict(r) for r in score.reasons]})
+
+
+DROPPED = bentoml.metrics.Counter(
+    name="creditflow_prediction_log_dropped",
+    documentation="Predictions the log could not keep (queue full or database down)",
+)
 
 
 @bentoml.service(name="creditflow", workers=1, traffic={"timeout": 10})
@@ -69,13 +79,35 @@ class CreditScorer:
     model_ref = bentoml.models.BentoModel(_champion())
 
     def __init__(self) -> None:
+        settings = get_settings()
         self.scorer = Scorer(from_stored(self.model_ref))
-        self.max_batch = get_settings().max_batch
+        self.max_batch = settings.max_batch
+        self.entity_hash = entity_hasher(settings.home / "entity_hash.key")
+        self.log = PredictionLog(
+            get_engine(settings), interval_s=settings.prediction_log_interval_s, on_drop=DROPPED.inc
+        )
+
+    def _answer(self, applications: list[dict]) -> list[Prediction]:
+        scores = self.scorer.score(applications)
+        now = datetime.now(UTC)
+        for application, score in zip(applications, scores, strict=True):
+            self.log.record({
+                "prediction_id": score.prediction_id, "at": now, "model_tag": score.model_tag,
+                "entity_hash": self.entity_hash(application["dob_ssn"], application["zipcode"]),
+                "features": score.features, "default_probability": score.default_probability,
+                "decision": score.decision, "decided_by": score.decided_by,
+                "rules_fired": score.rules_fired,
+            })  # fmt: skip
+        return [_prediction(score) for score in scores]
+
+    @bentoml.on_shutdown
+    def _flush_log(self) -> None:
+        self.log.close()
 
     @bentoml.api(route="/predict", input_spec=LoanApplication)
     def predict(self, **application: Any) -> Prediction:
         """Calibrated default probability, decision, the rule or band behind it, reasons."""
-        return _prediction(self.scorer.score([application])[0])
+        return self._answer([application])[0]
 
     @bentoml.api(route="/predict_batch", input_spec=ApplicationBatch)
     def predict_batch(self, applications: list[Any]) -> list[Prediction]:
@@ -86,4 +118,4 @@ class CreditScorer:
                 "(CREDITFLOW_MAX_BATCH); split the batch"
             )
         rows = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in applications]
-        return [_prediction(score) for score in self.scorer.score(rows)]
+        return self._answer(rows)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # rejected as implausible.
     max_event_age_days: int = 3650
     max_batch: int = MAX_BATCH_DEFAULT
+    # The prediction log writes a batch at least this often (seconds).
+    prediction_log_interval_s: float = 0.5
     future_tolerance_minutes: int = 5
 
     @cached_property

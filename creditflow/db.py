@@ -69,6 +69,23 @@ model_events = sa.Table(
 )
 
 
+# Every prediction the service made: what feedback labels join to later. Entity keys are
+# stored as a keyed hash (HMAC), never raw.
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("prediction_id", sa.String(32), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("model_tag", sa.String(128), nullable=False),
+    sa.Column("entity_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("default_probability", sa.Float, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(64), nullable=False),
+    sa.Column("rules_fired", sa.JSON, nullable=False),
+)
+
+
 @cache
 def _engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True)

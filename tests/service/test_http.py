@@ -44,9 +44,16 @@ def built_bento(demo_home) -> str:
 
 
 @pytest.fixture(scope="module")
-def service_url(demo_home, built_bento, tmp_path_factory):
+def server(demo_home, built_bento, tmp_path_factory):
+    """The served bento: its process and URL."""
     port = _free_port()
-    env = {**os.environ, **export_environment(demo_home.settings), "CREDITFLOW_MAX_BATCH": "5"}
+    env = {
+        **os.environ,
+        **export_environment(demo_home.settings),
+        "CREDITFLOW_MAX_BATCH": "5",
+        # Slow log batches: only the shutdown hook can write the last ones in time.
+        "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "5",
+    }
     log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
     server = subprocess.Popen(
         [str(BIN / "bentoml"), "serve", built_bento, "--host", "127.0.0.1", "--port", str(port)],
@@ -65,10 +72,15 @@ def service_url(demo_home, built_bento, tmp_path_factory):
             time.sleep(0.5)
         else:
             pytest.fail("the service did not become ready:\n" + Path(log.name).read_text()[-3000:])
-        yield url
+        yield server, url
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def service_url(server) -> str:
+    return server[1]
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +195,43 @@ def test_a_pushed_credit_record_is_visible_to_the_next_predict(service_url, appl
     assert "bankruptcies" not in after["missing_features"]
     assert after["decision"] == "decline"
     assert "HARD_DECLINE_BANKRUPTCIES" in after["rules_fired"]
+
+
+def _logged(settings, ids: list[str]) -> list[dict]:
+    import sqlalchemy as sa
+
+    from creditflow.db import get_engine, predictions
+
+    query = sa.select(predictions).where(predictions.c.prediction_id.in_(ids))
+    with get_engine(settings).connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def test_predictions_are_logged_with_a_keyed_hash_not_the_key(service_url, applications,
+                                                              demo_home):  # fmt: skip
+    answers = [httpx.post(f"{service_url}/predict", json=a, timeout=10).json()
+               for a in applications[:5]]  # fmt: skip
+    ids = [a["prediction_id"] for a in answers]
+    deadline = time.monotonic() + 10
+    while len(rows := _logged(demo_home.settings, ids)) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(r["prediction_id"] for r in rows) == sorted(ids)
+    for row, application in zip(sorted(rows, key=lambda r: ids.index(r["prediction_id"])),
+                                applications[:5], strict=True):  # fmt: skip
+        assert application["dob_ssn"] not in str(row)
+        assert len(row["entity_hash"]) == 64
+        assert row["features"]["person_income"] == application["person_income"]
+    metrics = httpx.get(f"{service_url}/metrics", timeout=10).text
+    assert "creditflow_prediction_log_dropped" in metrics
+
+
+def test_a_graceful_shutdown_flushes_the_log(server, applications, demo_home):
+    """Last in this module: it stops the server."""
+    process, url = server
+    batch = httpx.post(f"{url}/predict_batch", json={"applications": applications[:5]},
+                       timeout=10).json()  # fmt: skip
+    # Well within the 5 s log interval: without the shutdown hook these rows would be lost.
+    process.terminate()  # SIGTERM: BentoML runs the shutdown hook, which drains the queue
+    process.wait(timeout=60)
+    ids = [a["prediction_id"] for a in batch]
+    assert len(_logged(demo_home.settings, ids)) == len(ids)
