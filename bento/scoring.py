@@ -6,6 +6,7 @@ scoring, other servers) without BentoML.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,28 @@ class Scorer:
         self.calibration = Calibration.from_metadata(model.metadata.get("calibration"))
         self.bands = model.metadata["decision_bands"]
 
+    def store_reachable(self) -> bool:
+        """Whether the online store answers: a lookup of one feature for a placeholder entity
+        of the first batch feature view of the contract."""
+        from feast.types import String
+
+        try:
+            for projection in self.service.feature_view_projections:
+                try:
+                    view = self.store.get_feature_view(projection.name)
+                except Exception:  # an on-demand view: try the next projection
+                    continue
+                key = view.entity_columns[0]
+                placeholder = "" if key.dtype == String else 0
+                self.store.get_online_features(
+                    features=[f"{view.name}:{view.features[0].name}"],
+                    entity_rows=[{key.name: placeholder}],
+                )
+                return True
+            return False
+        except Exception:  # any store failure means not ready
+            return False
+
     def online_features(self, applications: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """Feature values by name, one list entry per application, from the online store.
 
@@ -76,8 +99,14 @@ class Scorer:
             data, pred_contribs=True, iteration_range=self.model.iteration_range
         )
 
-    def score(self, applications: list[dict[str, Any]]) -> list[Score]:
+    def score(
+        self, applications: list[dict[str, Any]], timings: dict[str, float] | None = None
+    ) -> list[Score]:
+        """Scores in the applications' order; ``timings`` receives the feature-lookup time."""
+        started = time.perf_counter()
         columns = self.online_features(applications)
+        if timings is not None:
+            timings["feature_lookup"] = time.perf_counter() - started
         contributions = self.contributions(self.encoder.encode_columns(columns))
         raw = 1.0 / (1.0 + np.exp(-contributions.sum(axis=1, dtype=np.float64)))
         probabilities = self.calibration.apply(raw)

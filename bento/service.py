@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -71,6 +72,32 @@ DROPPED = bentoml.metrics.Counter(
     name="creditflow_prediction_log_dropped",
     documentation="Predictions the log could not keep (queue full or database down)",
 )
+REQUEST_SECONDS = bentoml.metrics.Histogram(
+    name="creditflow_request_seconds",
+    documentation="Scoring time per request, by endpoint (in-process, without HTTP)",
+    labelnames=["endpoint"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+LOOKUP_SECONDS = bentoml.metrics.Histogram(
+    name="creditflow_feature_lookup_seconds",
+    documentation="Online feature lookup time per request",
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1),
+)
+SCORES = bentoml.metrics.Histogram(
+    name="creditflow_default_probability",
+    documentation="Calibrated default probabilities served",
+    buckets=tuple(i / 10 for i in range(1, 11)),
+)
+DECISIONS = bentoml.metrics.Counter(
+    name="creditflow_decisions",
+    documentation="Decisions served, by outcome and by what decided them",
+    labelnames=["decision", "decided_by"],
+)
+MISSING = bentoml.metrics.Counter(
+    name="creditflow_missing_features",
+    documentation="Contract features the online store did not have, by feature",
+    labelnames=["feature"],
+)
 
 
 @bentoml.service(name="creditflow", workers=1, traffic={"timeout": 10})
@@ -87,10 +114,21 @@ class CreditScorer:
             get_engine(settings), interval_s=settings.prediction_log_interval_s, on_drop=DROPPED.inc
         )
 
-    def _answer(self, applications: list[dict]) -> list[Prediction]:
-        scores = self.scorer.score(applications)
+    def __is_ready__(self) -> bool:
+        """Ready when the model is loaded and the online store answers a lookup."""
+        return self.scorer.store_reachable()
+
+    def _answer(self, applications: list[dict], endpoint: str) -> list[Prediction]:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        scores = self.scorer.score(applications, timings)
+        LOOKUP_SECONDS.observe(timings["feature_lookup"])
         now = datetime.now(UTC)
         for application, score in zip(applications, scores, strict=True):
+            SCORES.observe(score.default_probability)
+            DECISIONS.labels(decision=score.decision, decided_by=score.decided_by).inc()
+            for feature in score.missing_features:
+                MISSING.labels(feature=feature).inc()
             self.log.record({
                 "prediction_id": score.prediction_id, "at": now, "model_tag": score.model_tag,
                 "entity_hash": self.entity_hash(application["dob_ssn"], application["zipcode"]),
@@ -98,6 +136,7 @@ class CreditScorer:
                 "decision": score.decision, "decided_by": score.decided_by,
                 "rules_fired": score.rules_fired,
             })  # fmt: skip
+        REQUEST_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return [_prediction(score) for score in scores]
 
     @bentoml.on_shutdown
@@ -107,7 +146,7 @@ class CreditScorer:
     @bentoml.api(route="/predict", input_spec=LoanApplication)
     def predict(self, **application: Any) -> Prediction:
         """Calibrated default probability, decision, the rule or band behind it, reasons."""
-        return self._answer([application])[0]
+        return self._answer([application], "predict")[0]
 
     @bentoml.api(route="/predict_batch", input_spec=ApplicationBatch)
     def predict_batch(self, applications: list[Any]) -> list[Prediction]:
@@ -118,4 +157,4 @@ class CreditScorer:
                 "(CREDITFLOW_MAX_BATCH); split the batch"
             )
         rows = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in applications]
-        return self._answer(rows)
+        return self._answer(rows, "predict_batch")

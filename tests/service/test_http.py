@@ -225,6 +225,26 @@ def test_predictions_are_logged_with_a_keyed_hash_not_the_key(service_url, appli
     assert "creditflow_prediction_log_dropped" in metrics
 
 
+def test_metrics_report_lookups_scores_decisions_and_missing_features(service_url,
+                                                                     applications):  # fmt: skip
+    stranger = {**applications[0], "dob_ssn": "19000101_0003"}
+    for body in (applications[0], stranger):
+        assert httpx.post(f"{service_url}/predict", json=body, timeout=10).status_code == 200
+    assert httpx.get(f"{service_url}/readyz", timeout=10).status_code == 200
+    text = httpx.get(f"{service_url}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("creditflow_"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    assert values["creditflow_feature_lookup_seconds_count"] >= 2
+    assert values["creditflow_default_probability_count"] >= 2
+    assert values['creditflow_request_seconds_count{endpoint="predict"}'] >= 2
+    assert values['creditflow_missing_features_total{feature="bankruptcies"}'] >= 1
+    decided = [v for k, v in values.items() if k.startswith("creditflow_decisions_total{")]
+    assert sum(decided) >= 2
+
+
 def test_a_graceful_shutdown_flushes_the_log(server, applications, demo_home):
     """Last in this module: it stops the server."""
     process, url = server
