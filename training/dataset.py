@@ -12,6 +12,10 @@ from ingestion.contract import APPLICATION_COLUMNS, LOANS, violations
 from ingestion.offline import read_table
 
 ENTITY_COLUMNS = ["loan_id", "dob_ssn", "zipcode", "event_timestamp"]
+# The time split: the most recent share of labelled loans is the test window (also the
+# window promotion compares models on), the share before it the validation window.
+TEST_SHARE = 0.2
+VALID_SHARE = 0.1
 
 
 class RowLossError(RuntimeError):

@@ -23,15 +23,13 @@ from creditflow.policy import choose_bands
 from monitoring.profile import write_profile
 from training import registry
 from training.baseline import baseline_probabilities
-from training.dataset import build_training_set, time_split
+from training.dataset import TEST_SHARE, VALID_SHARE, build_training_set, time_split
 from training.evaluate import metrics, segments_of
 from training.model import PARAMS, dmatrix, fit, iteration_range, predict
 from training.promotion import champion_tag, evaluate_on, register_candidate
 from training.report import ScoredModel, write_report
 from training.tune import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, tune
 
-TEST_SHARE = 0.2
-VALID_SHARE = 0.1
 PROFILE_FILE = "reference_profile.bin"
 
 

@@ -22,7 +22,7 @@ from creditflow.config import (
 )
 from creditflow.db import get_engine, model_events, model_stages
 from training import registry
-from training.dataset import entity_frame, historical_features, load_labeled_loans
+from training.dataset import TEST_SHARE, entity_frame, historical_features, load_labeled_loans
 from training.evaluate import metrics, segment_metrics, segments_of
 from training.model import predict
 
@@ -31,7 +31,6 @@ MIN_AUC_GAIN = 0.002  # the candidate's test ROC AUC must exceed the champion's 
 MAX_ECE_INCREASE = 0.01  # calibration may not get worse by more than this
 MAX_SEGMENT_AUC_DROP = 0.02  # no large segment may lose more AUC than this
 LARGE_SEGMENT_ROWS = 300  # segments with at least this many rows (in the window) are guarded
-RECENT_WINDOW_SHARE = 0.2  # the most recent share of labelled loans is the comparison window
 
 
 class PromotionError(RuntimeError):
@@ -90,7 +89,7 @@ def latest_candidate(settings: Settings | None = None) -> str | None:
 def recent_window(settings: Settings) -> tuple:
     """Entity rows of the most recent labelled loans (the comparison window)."""
     loans = load_labeled_loans(settings).sort_values(["event_timestamp", "loan_id"])
-    recent = loans.iloc[int(len(loans) * (1 - RECENT_WINDOW_SHARE)) :]
+    recent = loans.iloc[int(len(loans) * (1 - TEST_SHARE)) :]
     return entity_frame(recent)
 
 
