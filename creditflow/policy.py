@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The decisions, from the most lenient to the strictest.
+DECISIONS = ("approve", "review", "decline")
+
 # Loss on a defaulted loan, as a share of the amount lent.
 COST_OF_DEFAULT = 1.0
 # Margin earned on a good loan, as a share of the amount lent (lost when we decline it).

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-SEVERITY = {"approve": 0, "review": 1, "decline": 2}
+from creditflow.policy import DECISIONS
+
+SEVERITY = {decision: rank for rank, decision in enumerate(DECISIONS)}
 # Above this loan-to-income ratio an application goes to a person, whatever the score.
 MAX_AUTOMATIC_LOAN_TO_INCOME = 0.6
 

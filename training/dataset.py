@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -10,6 +11,9 @@ from creditflow.config import LABEL_COLUMN, Settings, get_settings
 from creditflow.features import FeatureContract, contract_of, get_service, get_store
 from ingestion.contract import APPLICATION_COLUMNS, LOANS, violations
 from ingestion.offline import read_table
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 ENTITY_COLUMNS = ["loan_id", "dob_ssn", "zipcode", "event_timestamp"]
 # The time split: the most recent share of labelled loans is the test window (also the
@@ -57,14 +61,17 @@ def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
 
 
 def historical_features(
-    entities: pd.DataFrame, service_name: str, settings: Settings | None = None
+    entities: pd.DataFrame,
+    service_name: str,
+    settings: Settings | None = None,
+    store: FeatureStore | None = None,
 ) -> pd.DataFrame:
     """Point-in-time correct features for each entity row, in the entities' order.
 
     Raises RowLossError unless rows out == rows in: some offline stores drop entity rows
     that have no feature row in the past, silently.
     """
-    store = get_store(settings)
+    store = store or get_store(settings)
     job = store.get_historical_features(
         entity_df=entities, features=get_service(store, service_name)
     )
@@ -81,15 +88,18 @@ def historical_features(
     return joined
 
 
-def build_training_set(service_name: str, settings: Settings | None = None) -> TrainingSet:
+def build_training_set(
+    service_name: str, settings: Settings | None = None, store: FeatureStore | None = None
+) -> TrainingSet:
     """Labeled loans that pass the data contract, with their point-in-time features."""
     settings = settings or get_settings()
+    store = store or get_store(settings)
     loans = load_labeled_loans(settings).reset_index(drop=True)
     broken = violations(loans, LOANS) != ""
     entities = entity_frame(loans[~broken])
-    frame = historical_features(entities, service_name, settings)
+    frame = historical_features(entities, service_name, settings, store)
     frame = frame.sort_values(["event_timestamp", "loan_id"], kind="stable").reset_index(drop=True)
-    contract = contract_of(get_store(settings), service_name)
+    contract = contract_of(store, service_name)
     return TrainingSet(frame, contract, labeled_rows=len(loans), invalid_rows=int(broken.sum()))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from feast import FeatureStore
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sklearn.metrics import roc_auc_score
 
@@ -67,12 +68,12 @@ def mean_abs_shap(booster: xgb.Booster, frame: pd.DataFrame, contract: FeatureCo
     return dict(zip(contract.names, mean_abs, strict=True))
 
 
-def compare_variants(service_name: str, settings: Settings, test_share: float,
-                     valid_share: float) -> list[dict]:  # fmt: skip
+def compare_variants(service_name: str, settings: Settings, store: FeatureStore,
+                     test_share: float, valid_share: float) -> list[dict]:  # fmt: skip
     """The contract and each declared variant, trained with default parameters on one split."""
     rows = []
-    for name in [service_name, *variants_of(get_store(settings), service_name)]:
-        data = build_training_set(name, settings)
+    for name in [service_name, *variants_of(store, service_name)]:
+        data = build_training_set(name, settings, store)
         train_df, valid_df, test_df = time_split(data.frame, test_share, valid_share)
         booster = fit(train_df, valid_df, data.contract)
         rows.append({
@@ -110,7 +111,8 @@ def train(
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, disable=quiet, transient=True) as progress:
         step = progress.add_task("point-in-time join through Feast")
-        data = build_training_set(service_name, settings)
+        store = get_store(settings)  # one registry load for the whole run
+        data = build_training_set(service_name, settings, store)
         contract = data.contract
         train_df, valid_df, test_df = time_split(data.frame, test_share, valid_share)
         y_valid, y_test = valid_df[LABEL_COLUMN].to_numpy(), test_df[LABEL_COLUMN].to_numpy()
@@ -118,7 +120,7 @@ def train(
         variant_rows: list[dict] = []
         if variants:
             progress.update(step, description="comparing feature variants")
-            variant_rows = compare_variants(service_name, settings, test_share, valid_share)
+            variant_rows = compare_variants(service_name, settings, store, test_share, valid_share)
         tuning = None
         if trials > 0:
             progress.update(step, description=f"tuning ({trials} trials, {timeout_s:g} s at most)")
@@ -153,7 +155,6 @@ def train(
             "gain": booster.get_score(importance_type="gain"),
             "shap": mean_abs_shap(booster, test_df, contract),
         }
-        store = get_store(settings)
         metadata = {
             **contract.to_metadata(),
             "feature_definitions_hash": definitions_hash(store, service_name),
