@@ -277,6 +277,41 @@ def show_quarantine(
         print(json.dumps(row, default=str))
 
 
+@app.command("score-batch")
+def score_batch(
+    source: Annotated[str, typer.Argument(help="Applications: .parquet/.csv, folder, DB URL.")],
+    output: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Score as of this time (UTC), for inputs without event_timestamp; default: now."
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model tag; default: the champion.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score a table of applications with point-in-time features from the offline store, the
+    same model and the same post-processing as /predict; write them to parquet."""
+    from rich.console import Console
+
+    def work() -> dict:
+        from bento.batch import score_batch as run
+
+        when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
+        with Console(stderr=True).status("scoring", spinner="dots") as status:
+            step = (lambda _: None) if as_json else (lambda text: status.update(text))
+            return run(source, output, at=when, model_tag=model, step=step)
+
+    def describe(s: dict) -> str:
+        return (
+            f"{s['scored']:,} of {s['rows_in']:,} applications scored with {s['model_tag']} "
+            f"({s['invalid']:,} invalid, see the error column) in {s['seconds']} s "
+            f"({s['rows_per_s']:,} rows/s): {s['decisions']} -> {s['output']}"
+        )
+
+    _run(as_json, work, describe)
+
+
 @app.command("sample-request")
 def sample_request(
     curl: Annotated[bool, typer.Option("--curl", help="Print a curl command.")] = False,

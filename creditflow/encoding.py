@@ -63,16 +63,17 @@ class RowEncoder:
         return row
 
     def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """Many rows given as columns (as Feast's online response returns them)."""
+        """Many rows given as columns (lists, as Feast's online response returns them, or
+        arrays); None or NaN is missing, an unknown category is NaN."""
         n_rows = len(columns[self.names[0]])
         matrix = np.empty((n_rows, len(self.names)), dtype=np.float32)
         for index, name in enumerate(self.names):
             column = columns[name]
             if index in self.codes:
                 codes = self.codes[index]
-                matrix[:, index] = [
-                    codes.get(v, np.nan) if v is not None else np.nan for v in column
-                ]
+                matrix[:, index] = np.fromiter(
+                    (codes.get(v, np.nan) for v in column), dtype=np.float32, count=n_rows
+                )
             else:
-                matrix[:, index] = [np.nan if v is None else v for v in column]
+                matrix[:, index] = np.asarray(column, dtype=np.float64)  # None -> NaN
         return matrix

@@ -72,10 +72,8 @@ def choose_bands(labels: np.ndarray, probabilities: np.ndarray, grid: int = 101)
     }
 
 
-def decide(probability: float, bands: dict) -> str:
-    """approve / review / decline for one calibrated default probability."""
-    if probability < bands["approve_below"]:
-        return "approve"
-    if probability >= bands["decline_at"]:
-        return "decline"
-    return "review"
+def decide(probabilities: np.ndarray, bands: dict) -> np.ndarray:
+    """approve / review / decline for each calibrated default probability."""
+    p = np.asarray(probabilities, dtype=float)
+    approve, decline = p < bands["approve_below"], p >= bands["decline_at"]
+    return np.where(approve, DECISIONS[0], np.where(decline, DECISIONS[2], DECISIONS[1]))

@@ -1,9 +1,11 @@
 """Request-time features: the application itself plus ratios that need it.
 
-The transformation runs in ``mode="python"`` (about 0.2 ms online, ten times cheaper than
-pandas mode) and is used unchanged by training (historical) and serving (online). Inputs can
-be missing (an applicant with no bureau snapshot in the TTL), so every ratio tolerates None.
-Feast re-creates the function from its source text, so it must not use module-level names.
+The transformation runs in ``mode="python"`` (ten times cheaper online than pandas mode) and is
+used unchanged by training (historical), serving (online) and batch scoring. It is written over
+numpy arrays, so that a million rows cost a fraction of a second and one row some microseconds.
+Inputs can be missing (an applicant with no bureau snapshot in the TTL): missing is NaN inside,
+None out, and a ratio over zero is missing too. Feast re-creates the function from its source
+text, so it must not use module-level names.
 """
 
 from feast import Field
@@ -30,40 +32,25 @@ DERIVED = [
     mode="python",
 )
 def application_features(inputs: dict) -> dict:
-    import math
+    # Vectorised: one row online, a million in batch scoring (inputs are lists or arrays).
+    import numpy as np
 
-    def known(value):
-        return value is not None and not (isinstance(value, float) and math.isnan(value))
+    def column(name):
+        return np.asarray(inputs[name], dtype=np.float64)  # None -> NaN: missing
 
     def ratio(num, den):
-        if not known(num) or not known(den) or den == 0:
-            return None
-        return float(num) / float(den)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den == 0, np.nan, num / den)
 
-    def total(*values):
-        return float(sum(values)) if all(known(v) for v in values) else None
-
-    rows = zip(
-        inputs["loan_amnt"],
-        inputs["loan_int_rate"],
-        inputs["person_income"],
-        inputs["credit_card_due"],
-        inputs["mortgage_due"],
-        inputs["student_loan_due"],
-        inputs["vehicle_loan_due"],
-        inputs["total_wages"],
-        inputs["tax_returns_filed"],
-        strict=True,
-    )
-    names = ("loan_to_income", "interest_to_income", "total_debt", "debt_to_income")
-    derived: dict = {name: [] for name in (*names, "wage_per_return")}
-    for amount, rate, income, card, mortgage, student, vehicle, wages, returns in rows:
-        debt = total(card, mortgage, student, vehicle, amount)
-        interest = amount * rate / 100.0 if known(amount) and known(rate) else None
-        derived["loan_to_income"].append(ratio(amount, income))
-        derived["interest_to_income"].append(ratio(interest, income))
-        derived["total_debt"].append(debt)
-        derived["debt_to_income"].append(ratio(debt, income))
-        derived["wage_per_return"].append(ratio(wages, returns))
-    # Feast adds the inputs (the application fields) to this output itself.
-    return derived
+    amount, rate, income = column("loan_amnt"), column("loan_int_rate"), column("person_income")
+    debt = (column("credit_card_due") + column("mortgage_due") + column("student_loan_due")
+            + column("vehicle_loan_due") + amount)  # fmt: skip
+    derived = {
+        "loan_to_income": ratio(amount, income),
+        "interest_to_income": ratio(amount * rate / 100.0, income),
+        "total_debt": debt,
+        "debt_to_income": ratio(debt, income),
+        "wage_per_return": ratio(column("total_wages"), column("tax_returns_filed")),
+    }
+    # Missing stays None (NaN in, None out). Feast adds the inputs to this output itself.
+    return {name: np.where(np.isnan(v), None, v).tolist() for name, v in derived.items()}

@@ -163,6 +163,15 @@ CREDIT_HISTORY = TableContract(
     unique=("dob_ssn", "event_timestamp"),
 )
 
+# What `creditflow score-batch` reads: applications as /predict takes them (any number per
+# applicant), optionally each with the time to score it as of.
+APPLICATIONS = TableContract(
+    name="applications",
+    columns=(DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS),
+    key=("dob_ssn", "zipcode"),
+    unique=(),
+)
+
 TABLES: dict[str, TableContract] = {t.name: t for t in (LOANS, ZIPCODES, CREDIT_HISTORY)}
 
 

@@ -30,6 +30,20 @@ def _time_window(settings: Settings, now: datetime | None) -> TimeWindow:
     )
 
 
+def check(
+    raw: pd.DataFrame, table: TableContract, window: TimeWindow | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows in contract types, and a boolean frame of the contract rules each row breaks
+    (one column per broken rule). Raises SchemaError when the batch as a whole is wrong."""
+    frame, type_failures = conform(raw, table)
+    failures = pd.concat([type_failures, rule_failures(frame, table, window)], axis=1)
+    for rule in type_failures.columns:  # "x is not a number" already says why x is empty
+        null_rule = rule.split(" is not ")[0] + " is null"
+        if null_rule in failures.columns:
+            failures[null_rule] &= ~type_failures[rule]
+    return frame, failures.loc[:, failures.any(axis=0)] if failures.shape[1] else failures
+
+
 def _uniqueness(
     frame: pd.DataFrame, valid: pd.Series, existing: pd.DataFrame, table: TableContract
 ) -> dict[str, pd.Series]:
@@ -139,14 +153,7 @@ def ingest(
     if previous is not None:
         return {**previous, "already_ingested": True}
 
-    frame, type_failures = conform(batch.frame, table)
-    failures = pd.concat([type_failures, rule_failures(frame, table, _time_window(settings, now))],
-                         axis=1)  # fmt: skip
-    for rule in type_failures.columns:  # "x is not a number" already says why x is empty
-        null_rule = rule.split(" is not ")[0] + " is null"
-        if null_rule in failures.columns:
-            failures[null_rule] &= ~type_failures[rule]
-    failures = failures.loc[:, failures.any(axis=0)] if failures.shape[1] else failures
+    frame, failures = check(batch.frame, table, _time_window(settings, now))
     valid = ~failures.any(axis=1) if failures.shape[1] else pd.Series(True, index=frame.index)
 
     ts = table.timestamp

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -60,32 +60,36 @@ def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def point_in_time(
+    store: FeatureStore, entities: pd.DataFrame, features: Any, key: str
+) -> pd.DataFrame:
+    """Feast's point-in-time join of ``features`` (a FeatureService or references) onto the
+    entity rows, in the entities' order (``key`` is unique per row).
+
+    Raises RowLossError unless rows out == rows in: some offline stores drop entity rows
+    that have no feature row in the past, silently.
+    """
+    joined = store.get_historical_features(entity_df=entities, features=features).to_df()
+    if len(joined) != len(entities):
+        raise RowLossError(
+            f"the offline store returned {len(joined)} rows for {len(entities)} entity rows"
+        )
+    if joined[key].duplicated().any():
+        raise RowLossError("the offline store duplicated entity rows")
+    order = pd.Index(joined[key]).get_indexer(entities[key])
+    return joined.iloc[order].reset_index(drop=True)
+
+
 def historical_features(
     entities: pd.DataFrame,
     service_name: str,
     settings: Settings | None = None,
     store: FeatureStore | None = None,
 ) -> pd.DataFrame:
-    """Point-in-time correct features for each entity row, in the entities' order.
-
-    Raises RowLossError unless rows out == rows in: some offline stores drop entity rows
-    that have no feature row in the past, silently.
-    """
+    """Point-in-time correct features of a FeatureService for each loan, in the entities'
+    order (rows out == rows in)."""
     store = store or get_store(settings)
-    job = store.get_historical_features(
-        entity_df=entities, features=get_service(store, service_name)
-    )
-    joined = job.to_df()
-    if len(joined) != len(entities):
-        raise RowLossError(
-            f"the offline store returned {len(joined)} rows for {len(entities)} entity rows"
-        )
-    if "loan_id" in entities.columns:
-        if joined["loan_id"].duplicated().any():
-            raise RowLossError("the offline store duplicated entity rows")
-        order = pd.Index(joined["loan_id"]).get_indexer(entities["loan_id"])
-        joined = joined.iloc[order].reset_index(drop=True)
-    return joined
+    return point_in_time(store, entities, get_service(store, service_name), "loan_id")
 
 
 def build_training_set(

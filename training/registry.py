@@ -22,6 +22,7 @@ class LoadedModel:
     contract: FeatureContract
     metadata: dict
     iteration_range: tuple[int, int]
+    nthread: int | None = None  # what the booster predicts with (None: every core)
 
 
 def save(
@@ -66,4 +67,6 @@ def from_stored(stored, nthread: int | None = 1) -> LoadedModel:
         booster.set_param({"nthread": nthread})
     metadata = dict(stored.info.metadata)
     contract = FeatureContract.from_metadata(metadata)
-    return LoadedModel(str(stored.tag), booster, contract, metadata, iteration_range(booster))
+    return LoadedModel(
+        str(stored.tag), booster, contract, metadata, iteration_range(booster), nthread
+    )

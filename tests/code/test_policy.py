@@ -34,7 +34,7 @@ def test_chosen_bands_are_the_cheapest_on_the_data():
 
 def test_decide_follows_the_bands():
     bands = {"approve_below": 0.1, "decline_at": 0.3}
-    assert [decide(p, bands) for p in (0.0, 0.0999, 0.1, 0.2999, 0.3, 1.0)] == [
+    assert list(decide(np.array([0.0, 0.0999, 0.1, 0.2999, 0.3, 1.0]), bands)) == [
         "approve", "approve", "review", "review", "decline", "decline",
     ]  # fmt: skip
 

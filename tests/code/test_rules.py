@@ -1,8 +1,19 @@
 """Business rules: ids in the response, stricter than the band, never looser."""
 
-from creditflow.rules import MAX_AUTOMATIC_LOAN_TO_INCOME, RULES, apply_rules
+import numpy as np
 
-CLEAN = {"bankruptcies": 0, "loan_to_income": 0.1}
+from creditflow.rules import MAX_AUTOMATIC_LOAN_TO_INCOME, RULE_IDS, RULES, Facts, apply_rules
+
+NAMES = ("bankruptcies", "loan_to_income", "credit_card_due")
+
+
+def _apply(band: str, bankruptcies=0, loan_to_income=0.1, missing=()):
+    """The rules on one application, as (decision, decided_by, fired ids)."""
+    columns = {"bankruptcies": [bankruptcies], "loan_to_income": [loan_to_income],
+               "credit_card_due": [None if "credit_card_due" in missing else 100.0]}  # fmt: skip
+    flags = np.array([[name in missing for name in NAMES]])
+    decisions, decided_by, fired = apply_rules(np.array([band]), Facts(columns, flags))
+    return decisions[0], decided_by[0], [RULE_IDS[i] for i in np.flatnonzero(fired[0])]
 
 
 def test_rule_ids_are_unique_and_outcomes_known():
@@ -12,24 +23,41 @@ def test_rule_ids_are_unique_and_outcomes_known():
 
 
 def test_the_band_stands_when_no_rule_fires():
-    assert apply_rules("approve", CLEAN, []) == ("approve", "band:approve", [])
+    assert _apply("approve") == ("approve", "band:approve", [])
 
 
 def test_bankruptcies_force_a_decline():
-    decision, by, fired = apply_rules("approve", {**CLEAN, "bankruptcies": 2}, [])
-    assert (decision, by, fired) == ("decline", "HARD_DECLINE_BANKRUPTCIES",
-                                     ["HARD_DECLINE_BANKRUPTCIES"])  # fmt: skip
+    assert _apply("approve", bankruptcies=2) == (
+        "decline", "HARD_DECLINE_BANKRUPTCIES", ["HARD_DECLINE_BANKRUPTCIES"],
+    )  # fmt: skip
 
 
 def test_missing_features_and_high_loan_to_income_send_to_review():
-    assert apply_rules("approve", CLEAN, ["credit_card_due"])[:2] == (
+    assert _apply("approve", missing=("credit_card_due",))[:2] == (
         "review", "REVIEW_MISSING_FEATURES",
     )  # fmt: skip
-    high = {**CLEAN, "loan_to_income": MAX_AUTOMATIC_LOAN_TO_INCOME + 0.01}
-    assert apply_rules("approve", high, [])[:2] == ("review", "REVIEW_HIGH_LOAN_TO_INCOME")
+    high = MAX_AUTOMATIC_LOAN_TO_INCOME + 0.01
+    assert _apply("approve", loan_to_income=high)[:2] == ("review", "REVIEW_HIGH_LOAN_TO_INCOME")
+    assert _apply("approve", loan_to_income=MAX_AUTOMATIC_LOAN_TO_INCOME)[0] == "approve"
+
+
+def test_missing_values_do_not_fire_value_rules():
+    assert _apply("approve", bankruptcies=None, missing=("bankruptcies",))[2] == [
+        "REVIEW_MISSING_FEATURES"
+    ]
 
 
 def test_a_rule_never_loosens_the_band():
-    decision, by, fired = apply_rules("decline", CLEAN, ["credit_card_due"])
+    decision, by, fired = _apply("decline", missing=("credit_card_due",))
     assert (decision, by) == ("decline", "band:decline")
     assert fired == ["REVIEW_MISSING_FEATURES"]  # it fired, and says so, but did not decide
+
+
+def test_rows_are_decided_independently():
+    columns = {"bankruptcies": [0, 3, 0], "loan_to_income": [0.1, 0.1, 0.9]}
+    decisions, decided_by, _ = apply_rules(
+        np.array(["approve", "review", "approve"]), Facts(columns, np.zeros((3, 2), bool))
+    )
+    assert list(decisions) == ["approve", "decline", "review"]
+    assert list(decided_by) == ["band:approve", "HARD_DECLINE_BANKRUPTCIES",
+                                "REVIEW_HIGH_LOAN_TO_INCOME"]  # fmt: skip

@@ -77,6 +77,6 @@ def test_service_and_training_encodings_give_the_same_scores(paired_vectors):
         xgb.DMatrix(frame, enable_categorical=True), iteration_range=model.iteration_range
     )
     served = model.booster.inplace_predict(
-        scorer.encoder.encode_columns(online), iteration_range=model.iteration_range
+        scorer.predictor.encoder.encode_columns(online), iteration_range=model.iteration_range
     )
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,111 @@
+"""From feature values to answers: model, calibration, decision bands, business rules, reasons.
+
+One implementation, vectorised over applications, for every path: /predict (one row),
+/predict_batch and `creditflow score-batch` (a million rows). Only where the feature values come
+from differs (the online store, or the offline store's point-in-time join).
+
+Reason codes are XGBoost's own per-row contributions in their approximate form
+(``approx_contribs``: each split's change in expected value along the row's path). Like the
+exact SHAP values they add up to the model's margin, but they cost 19 µs a row here instead of
+206 µs. They are computed for the applications the model does not approve: those are the
+answers that must be explained (adverse-action reasons), and an approval costs no extra call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from creditflow.calibration import Calibration
+from creditflow.encoding import RowEncoder
+from creditflow.policy import DECISIONS, decide
+from creditflow.rules import RULE_IDS, Facts, apply_rules
+
+if TYPE_CHECKING:
+    from training.registry import LoadedModel
+
+REASON_CODES = 3  # features reported as pushing the score up the most
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The answers for n applications, as columns."""
+
+    probability: np.ndarray  # calibrated default probability, float64 [n]
+    decision: np.ndarray  # approve / review / decline [n]
+    decided_by: np.ndarray  # "band:<decision>" or the id of the rule that overrode it [n]
+    fired: np.ndarray  # bool [n, rule]: which business rules fired (order of RULE_IDS)
+    missing: np.ndarray  # bool [n, feature]: no value in the store, or older than its TTL
+    reason_index: np.ndarray  # int [n, REASON_CODES]: feature index, -1 for none
+    reason_contribution: np.ndarray  # float [n, REASON_CODES]: log-odds, NaN for none
+
+    def rules_fired(self, row: int) -> list[str]:
+        return [RULE_IDS[i] for i in np.flatnonzero(self.fired[row])]
+
+
+class Predictor:
+    """Scores feature values with one stored model and the post-processing stored with it."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.names = model.contract.names
+        self.categorical = model.contract.categorical
+        self.encoder = RowEncoder(model.booster, model.contract)
+        self.feature_types = ["c" if n in self.categorical else "q" for n in self.names]
+        self.calibration = Calibration.from_metadata(model.metadata.get("calibration"))
+        self.bands = model.metadata["decision_bands"]
+
+    def missing(self, columns: Mapping[str, Sequence[Any]], matrix: np.ndarray) -> np.ndarray:
+        """Which values the store did not have. A numeric feature is NaN in the matrix only
+        when missing; a categorical one is also NaN for a category the model never saw."""
+        missing = np.isnan(matrix)
+        for index, name in enumerate(self.names):
+            if name in self.categorical:
+                missing[:, index] = pd.isna(np.asarray(columns[name], dtype=object))
+        return missing
+
+    def reasons(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The features that raised each row's score most: (indices, contributions)."""
+        # One thread for the online path's few rows: waking a second one costs 0.2 ms.
+        data = xgb.DMatrix(
+            matrix,
+            feature_names=list(self.names),
+            enable_categorical=True,
+            feature_types=self.feature_types,
+            nthread=self.model.nthread or -1,
+        )
+        contributions = self.model.booster.predict(
+            data,
+            pred_contribs=True,
+            approx_contribs=True,
+            iteration_range=self.model.iteration_range,
+        )[:, :-1]  # the last column is the bias
+        top = np.argsort(-contributions, axis=1, kind="stable")[:, :REASON_CODES]
+        values = np.take_along_axis(contributions, top, axis=1).astype(np.float64)
+        raised = values > 0
+        return np.where(raised, top, -1), np.where(raised, values, np.nan)
+
+    def predict(self, columns: Mapping[str, Sequence[Any]]) -> Answers:
+        """Answers for the applications whose contract feature values are given as columns."""
+        matrix = self.encoder.encode_columns(columns)
+        margin = self.model.booster.inplace_predict(
+            matrix, iteration_range=self.model.iteration_range, predict_type="margin"
+        )
+        raw = 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=np.float64)))
+        probability = self.calibration.apply(raw)
+        missing = self.missing(columns, matrix)
+        facts = Facts(columns, missing, self.categorical)
+        decision, decided_by, fired = apply_rules(decide(probability, self.bands), facts)
+        n = len(probability)
+        reason_index = np.full((n, REASON_CODES), -1, dtype=np.int64)
+        reason_contribution = np.full((n, REASON_CODES), np.nan)
+        explain = np.flatnonzero(decision != DECISIONS[0])  # all but approvals
+        if len(explain):
+            reason_index[explain], reason_contribution[explain] = self.reasons(matrix[explain])
+        return Answers(probability, decision, decided_by, fired, missing, reason_index,
+                       reason_contribution)  # fmt: skip

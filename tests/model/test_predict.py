@@ -1,0 +1,85 @@
+"""Post-processing of the trained model: probabilities, decisions, rules and reason codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from creditflow.encoding import training_frame
+from creditflow.policy import decide
+from creditflow.predict import Predictor
+from ingestion.contract import LOANS
+from ingestion.offline import read_table
+from training import registry
+from training.dataset import entity_frame, historical_features
+
+
+@pytest.fixture(scope="module")
+def scored(demo_home):
+    """2,000 loans with point-in-time features, and the predictor's answers for them."""
+    model = registry.load(demo_home.training["model_tag"])
+    loans = read_table(demo_home.settings, LOANS).sample(2000, random_state=4)
+    frame = historical_features(entity_frame(loans), model.contract.service, demo_home.settings)
+    columns = {n: frame[n].astype(object).where(frame[n].notna(), None).tolist()
+               for n in model.contract.names}  # fmt: skip
+    predictor = Predictor(model)
+    return model, predictor, frame, predictor.predict(columns)
+
+
+def test_probabilities_are_the_models_calibrated_ones(scored):
+    model, predictor, frame, answers = scored
+    data = xgb.DMatrix(training_frame(frame, model.contract), enable_categorical=True)
+    raw = model.booster.predict(data, iteration_range=model.iteration_range)
+    np.testing.assert_allclose(answers.probability, predictor.calibration.apply(raw), rtol=1e-5)
+
+
+def test_decisions_follow_the_bands_unless_a_rule_is_stricter(scored):
+    _, predictor, _, answers = scored
+    bands = decide(answers.probability, predictor.bands)
+    by_band = answers.decided_by == np.array([f"band:{d}" for d in bands], dtype=object)
+    assert (answers.decision[by_band] == bands[by_band]).all()
+    overridden = ~by_band
+    assert overridden.any() and by_band.any()
+    severity = {"approve": 0, "review": 1, "decline": 2}
+    assert all(severity[d] > severity[b] for d, b in
+               zip(answers.decision[overridden], bands[overridden], strict=True))  # fmt: skip
+
+
+def test_every_answer_but_an_approval_is_explained_by_contributions(scored):
+    model, predictor, frame, answers = scored
+    approved = answers.decision == "approve"
+    assert (answers.reason_index[approved] == -1).all()
+    explained = answers.reason_index[~approved]
+    assert (explained[:, 0] >= 0).mean() > 0.99  # a score above the bands has a cause
+    contributions = answers.reason_contribution[~approved]
+    ordered = np.nan_to_num(contributions, nan=-np.inf)
+    assert (np.diff(ordered, axis=1) <= 0).all()  # strongest first
+    assert (contributions[~np.isnan(contributions)] > 0).all()
+    # The contributions are XGBoost's own: with the bias they add up to the model's margin.
+    matrix = predictor.encoder.encode_columns(
+        {
+            n: frame[n].astype(object).where(frame[n].notna(), None).tolist()
+            for n in model.contract.names
+        }  # fmt: skip
+    )[~approved]
+    data = xgb.DMatrix(matrix, feature_names=list(model.contract.names),
+                       feature_types=predictor.feature_types, enable_categorical=True)  # fmt: skip
+    full = model.booster.predict(data, pred_contribs=True, approx_contribs=True,
+                                 iteration_range=model.iteration_range)  # fmt: skip
+    margin = model.booster.predict(data, output_margin=True, iteration_range=model.iteration_range)
+    np.testing.assert_allclose(full.sum(axis=1), margin, rtol=1e-4, atol=1e-4)
+    top = np.take_along_axis(full[:, :-1], np.maximum(explained, 0), axis=1)
+    np.testing.assert_allclose(np.where(explained >= 0, top, np.nan), contributions, rtol=1e-6)
+
+
+def test_missing_features_are_reported_and_sent_to_review(scored):
+    model, predictor, frame, _ = scored
+    row = {n: frame[n].iloc[0] for n in model.contract.names}
+    row = {n: (None if pd.isna(v) else v) for n, v in row.items()}
+    row["bankruptcies"] = None
+    answers = predictor.predict({n: [v] for n, v in row.items()})
+    assert answers.missing[0, model.contract.names.index("bankruptcies")]
+    assert "REVIEW_MISSING_FEATURES" in answers.rules_fired(0)
+    assert answers.decision[0] in ("review", "decline")
