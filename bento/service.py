@@ -40,7 +40,9 @@ class Prediction(BaseModel):
     decision: str = Field(description="approve, review or decline")
     decided_by: str = Field(description="band:<decision>, or the id of the rule that overrode it")
     rules_fired: list[str] = Field(description="ids of the business rules that fired")
-    reasons: list[ReasonCode] = Field(description="features that pushed the score up the most")
+    reasons: list[ReasonCode] = Field(
+        description="for a review or decline: the features that raised the score most"
+    )
     approve_below: float = Field(description="calibrated probability below which we approve")
     decline_at: float = Field(description="calibrated probability from which we decline")
     missing_features: list[str] = Field(description="contract features the store did not have")

@@ -34,6 +34,9 @@ def training_frame(df: pd.DataFrame, contract: FeatureContract) -> pd.DataFrame:
     return out
 
 
+MANY_ROWS = 1000  # from here on categoricals are encoded by pandas, not row by row
+
+
 class RowEncoder:
     """Encodes feature values into float32 rows using the booster's own categories."""
 
@@ -69,7 +72,10 @@ class RowEncoder:
         matrix = np.empty((n_rows, len(self.names)), dtype=np.float32)
         for index, name in enumerate(self.names):
             column = columns[name]
-            if index in self.codes:
+            if index in self.codes and n_rows > MANY_ROWS:
+                known = pd.Categorical(column, categories=list(self.codes[index])).codes
+                matrix[:, index] = np.where(known < 0, np.nan, known)
+            elif index in self.codes:  # a few rows: a dict lookup beats building a Categorical
                 codes = self.codes[index]
                 matrix[:, index] = np.fromiter(
                     (codes.get(v, np.nan) for v in column), dtype=np.float32, count=n_rows

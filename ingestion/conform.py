@@ -55,6 +55,8 @@ def _timestamps(col: Col, raw: pd.Series) -> tuple[pd.Series, dict[str, pd.Serie
 
 
 def _strings(raw: pd.Series) -> pd.Series:
+    if raw.dtype == object and pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        return raw.where(raw.notna(), None)  # strings already (the usual case): no per-row work
     if raw.dtype == object:
         return raw.where(raw.isna() | raw.map(type).eq(str), raw.astype(str)).where(
             raw.notna(), None

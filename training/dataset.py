@@ -76,8 +76,9 @@ def point_in_time(
         )
     if joined[key].duplicated().any():
         raise RowLossError("the offline store duplicated entity rows")
-    order = pd.Index(joined[key]).get_indexer(entities[key])
-    return joined.iloc[order].reset_index(drop=True)
+    ordered = joined.iloc[pd.Index(joined[key]).get_indexer(entities[key])]
+    ordered.index = pd.RangeIndex(len(ordered))  # not reset_index: that copies every column
+    return ordered
 
 
 def historical_features(

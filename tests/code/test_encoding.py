@@ -56,3 +56,15 @@ def test_unknown_category_is_treated_as_missing():
     missing = encoder.encode([None, 3, 0.5])
     assert np.isnan(unknown[0])
     assert booster.inplace_predict(unknown[None, :]) == booster.inplace_predict(missing[None, :])
+
+
+def test_many_rows_encode_like_one_row_at_a_time():
+    booster = _booster(_frame(2000, 0))
+    encoder = RowEncoder(booster, CONTRACT)
+    batch = _frame(3000, 2).astype(object)
+    batch.loc[::7, "colour"] = None
+    batch.loc[::11, "colour"] = "purple"  # unknown to the model
+    batch.loc[::13, "size"] = None
+    columns = {name: batch[name].tolist() for name in CONTRACT.names}
+    rows = np.stack([encoder.encode(row) for row in batch[list(CONTRACT.names)].to_numpy()])
+    np.testing.assert_array_equal(encoder.encode_columns(columns), rows)  # NaN == NaN here
