@@ -6,6 +6,7 @@ home is chosen here, at import time, before any test module imports BentoML.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -55,6 +56,29 @@ def export_environment_values(settings: Settings) -> dict[str, str]:
 def feast_cli():
     """`feast_cli(settings, *args)` runs the real feast CLI against a home."""
     return run_feast
+
+
+def _same_value(a, b) -> bool:
+    a_missing = a is None or (isinstance(a, float) and math.isnan(a))
+    b_missing = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_missing or b_missing:
+        return a_missing and b_missing
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return math.isclose(float(a), float(b), rel_tol=1e-12)
+
+
+@pytest.fixture(scope="session")
+def feature_mismatches():
+    """``feature_mismatches(ours, theirs, names)``: (name, row, ours, theirs) of every value of
+    two column mappings that differ (missing equals missing; numbers to 1e-12)."""
+
+    def mismatches(ours, theirs, names) -> list:
+        return [(name, row, x, y) for name in names
+                for row, (x, y) in enumerate(zip(ours[name], theirs[name], strict=True))
+                if not _same_value(x, y)]  # fmt: skip
+
+    return mismatches
 
 
 @dataclass

@@ -8,8 +8,6 @@ a value older than its view's TTL is missing online, as it is in the point-in-ti
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pytest
 
@@ -23,22 +21,6 @@ from training.dataset import entity_frame, historical_features
 
 REQUEST_FIELDS = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
 BUREAU = [c.name for c in CREDIT_HISTORY.columns if c.kind in ("int", "float")]
-
-
-def _same(a, b) -> bool:
-    a_missing = a is None or (isinstance(a, float) and math.isnan(a))
-    b_missing = b is None or (isinstance(b, float) and math.isnan(b))
-    if a_missing or b_missing:
-        return a_missing and b_missing
-    if isinstance(a, str) or isinstance(b, str):
-        return a == b
-    return math.isclose(float(a), float(b), rel_tol=1e-12)
-
-
-def _mismatches(ours: dict, theirs: dict, names) -> list:
-    return [(name, row, x, y) for name in names
-            for row, (x, y) in enumerate(zip(ours[name], theirs[name], strict=True))
-            if not _same(x, y)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +41,22 @@ def applications(demo_home) -> list[dict]:
     return rows + [{**rows[0], "dob_ssn": "19000101_0100"}, {**rows[1], "zipcode": 99999}]
 
 
-def test_online_reads_equal_feasts_get_online_features(demo_home, store, features, applications):
+def test_online_reads_equal_feasts_get_online_features(
+    demo_home, store, features, applications, feature_mismatches
+):
     service = get_service(store, demo_home.training["feature_service"])
     theirs = store.get_online_features(features=service, entity_rows=applications).to_dict()
     ours = features.read(applications)
     assert list(ours) == list(features.names)
-    assert not _mismatches(ours, theirs, features.names)
+    assert not feature_mismatches(ours, theirs, features.names)
     assert all(ours["bankruptcies"][row] is not None for row in range(10))
     assert ours["bankruptcies"][-2] is None and ours["bankruptcies"][-1] is not None
     assert ours["total_wages"][-1] is None  # unknown zipcode
 
 
-def test_batch_reads_equal_the_full_feature_service_join(demo_home, store, features):
+def test_batch_reads_equal_the_full_feature_service_join(
+    demo_home, store, features, feature_mismatches
+):
     loans = read_table(demo_home.settings, LOANS).sample(500, random_state=3)
     entities = entity_frame(loans)
     theirs = historical_features(entities, demo_home.training["feature_service"],
@@ -79,8 +65,8 @@ def test_batch_reads_equal_the_full_feature_service_join(demo_home, store, featu
     assert len(ours) == len(entities)
     assert ours["loan_id"].tolist() == entities["loan_id"].tolist()
     columns = {name: ours[name].tolist() for name in features.names}
-    assert not _mismatches(columns, {n: theirs[n].tolist() for n in features.names},
-                           features.names)  # fmt: skip
+    theirs = {name: theirs[name].tolist() for name in features.names}
+    assert not feature_mismatches(columns, theirs, features.names)
     assert ours["debt_to_income"].notna().sum() > 400
 
 
