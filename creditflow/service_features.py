@@ -137,8 +137,9 @@ class ServiceFeatures:
         return {name: values[name] for name in self.names}
 
     def historical(self, entities: pd.DataFrame, key: str) -> pd.DataFrame:
-        """The entities (keys, event time, request data, unique ``key``) with every feature of
-        the service as of each row's event time, in the entities' order; rows out == rows in."""
+        """Every feature of the service as of each entity row's event time, beside the rows' keys
+        and request data (``key``: unique per row), in the entities' order; rows out == rows in.
+        """
         from training.dataset import point_in_time
 
         refs = [f"{read.view.name}:{name}" for read in self.reads for name in read.features]
@@ -146,14 +147,15 @@ class ServiceFeatures:
         times = [c for c in entities.columns if pd.api.types.is_datetime64_any_dtype(entities[c])]
         keys = sorted({k for read in self.reads for k in read.join_keys} | {key})
         joined = point_in_time(self.store, entities[[*keys, *times]], refs, key)
+        values = {c: joined[c].to_numpy() for c in joined.column_names if c not in times}
         # The request data, in the entities' order as the joined rows are.
-        request = {c: entities[c].to_numpy() for c in entities.columns if c not in joined}
-        values = {c: joined[c].to_numpy() for c in joined.columns if c not in times} | request
+        values |= {
+            c: entities[c].to_numpy() for c in entities.columns if c not in joined.column_names
+        }
         for transform in self.transforms:
             output = transform.apply(values, as_arrays=True)
             values.update({c: v for c, v in output.items() if c not in values})
-        extra = {c: v for c, v in values.items() if c not in joined}
-        return pd.concat([joined, pd.DataFrame(extra, index=joined.index)], axis=1, copy=False)
+        return pd.DataFrame(values)
 
     def probe(self) -> None:
         """Read a placeholder entity from every view: raises when the store does not answer."""

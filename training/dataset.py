@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from creditflow.config import LABEL_COLUMN, Settings, get_settings
 from creditflow.features import FeatureContract, contract_of, get_service, get_store
@@ -60,25 +61,22 @@ def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def point_in_time(
-    store: FeatureStore, entities: pd.DataFrame, features: Any, key: str
-) -> pd.DataFrame:
+def point_in_time(store: FeatureStore, entities: pd.DataFrame, features: Any, key: str) -> pa.Table:
     """Feast's point-in-time join of ``features`` (a FeatureService or references) onto the
-    entity rows, in the entities' order (``key`` is unique per row).
+    entity rows, in the entities' order (``key`` is unique per row), as an Arrow table.
 
     Raises RowLossError unless rows out == rows in: some offline stores drop entity rows
     that have no feature row in the past, silently.
     """
-    joined = store.get_historical_features(entity_df=entities, features=features).to_df()
-    if len(joined) != len(entities):
+    joined = store.get_historical_features(entity_df=entities, features=features).to_arrow()
+    if joined.num_rows != len(entities):
         raise RowLossError(
-            f"the offline store returned {len(joined)} rows for {len(entities)} entity rows"
+            f"the offline store returned {joined.num_rows} rows for {len(entities)} entity rows"
         )
-    if joined[key].duplicated().any():
+    keys = pd.Index(joined[key].to_numpy())
+    if keys.has_duplicates:
         raise RowLossError("the offline store duplicated entity rows")
-    ordered = joined.iloc[pd.Index(joined[key]).get_indexer(entities[key])]
-    ordered.index = pd.RangeIndex(len(ordered))  # not reset_index: that copies every column
-    return ordered
+    return joined.take(keys.get_indexer(entities[key]))
 
 
 def historical_features(
@@ -90,7 +88,7 @@ def historical_features(
     """Point-in-time correct features of a FeatureService for each loan, in the entities'
     order (rows out == rows in)."""
     store = store or get_store(settings)
-    return point_in_time(store, entities, get_service(store, service_name), "loan_id")
+    return point_in_time(store, entities, get_service(store, service_name), "loan_id").to_pandas()
 
 
 def build_training_set(
