@@ -28,7 +28,7 @@ from ingestion.contract import APPLICATIONS, Col, reasons_of
 from ingestion.ingest import check
 from ingestion.readers import read_source
 
-TIME = "event_timestamp"  # the time each application is scored as of
+TIME = APPLICATIONS.timestamp  # the time each application is scored as of
 ROW = "input_row"  # position in the input, carried through the join
 
 

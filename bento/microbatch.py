@@ -25,7 +25,7 @@ class MicroBatcher(Generic[T, R]):
     """Runs ``work`` on the items submitted while the loop was busy, at most ``max_size``."""
 
     def __init__(
-        self, work: Callable[[list[T]], Sequence[R]], max_size: int = 64, turns: int = 3
+        self, work: Callable[[list[T]], Sequence[R]], max_size: int, turns: int = 3
     ) -> None:
         self.work = work
         self.max_size = max_size

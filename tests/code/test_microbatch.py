@@ -31,11 +31,11 @@ def test_a_failing_batch_fails_each_of_its_requests():
         raise ValueError("store down")
 
     async def scenario():
-        batcher = MicroBatcher(work)
+        batcher = MicroBatcher(work, max_size=8)
         return await asyncio.gather(*(batcher.submit(i) for i in range(3)),
                                     return_exceptions=True)  # fmt: skip
 
     results = asyncio.run(scenario())
     assert all(isinstance(r, ValueError) for r in results)
     with pytest.raises(ValueError):
-        asyncio.run(MicroBatcher(work).submit(1))
+        asyncio.run(MicroBatcher(work, max_size=8).submit(1))
