@@ -44,8 +44,8 @@ def answer_columns(answers: Answers, names: tuple[str, ...], model_tag: str) -> 
     """The answers as output columns, the same fields /predict returns."""
     columns: dict = {
         "default_probability": answers.probability,
-        "decision": answers.decision.astype(str),
-        "decided_by": answers.decided_by.astype(str),
+        "decision": pa.array(answers.decision, type=pa.string()),
+        "decided_by": pa.array(answers.decided_by, type=pa.string()),
         "rules_fired": _lists(answers.fired, RULE_IDS),
         "missing_features": _lists(answers.missing, names),
         "model_tag": np.full(len(answers.probability), model_tag),
@@ -165,8 +165,9 @@ def _output_table(
     table = pa.Table.from_pandas(raw.reset_index(drop=True), preserve_index=False)
     if answers is not None:
         scored = pa.table(answer_columns(answers, names, tag))
-        # Row i of the output takes answer rank(i) when valid, null otherwise.
-        aligned = scored.take(pa.array(np.cumsum(valid) - 1, mask=~valid))
+        aligned = scored
+        if not valid.all():  # row i takes answer rank(i) when valid, nulls otherwise
+            aligned = scored.take(pa.array(np.cumsum(valid) - 1, mask=~valid))
         for name in aligned.column_names:
             table = table.append_column(name, aligned[name])
     error = pa.array(errors.to_numpy(dtype=object), type=pa.string(), mask=valid)

@@ -230,8 +230,23 @@ def _checks(col: Col) -> list[pa.Check]:
     if col.categories:
         checks.append(pa.Check.isin(col.categories, error=f"{col.name} in allowed categories"))
     if col.pattern:
-        checks.append(pa.Check.str_matches(col.pattern, error=f"{col.name} matches {col.pattern}"))
+        checks.append(pa.Check(_matching(col.pattern), error=f"{col.name} matches {col.pattern}"))
     return checks
+
+
+def _matching(pattern: str):
+    """A vectorised regex check (Arrow's RE2): pandas' per-row ``str.match`` cost 1.2 s per
+    million keys. A value that is not a string does not match; nulls are pandera's to judge."""
+    import pyarrow as arrow
+    import pyarrow.compute as pc
+
+    def check(series: pd.Series) -> pd.Series:
+        values = series.where(series.map(type, na_action="ignore").eq(str), None)
+        strings = arrow.array(values.to_numpy(dtype=object), type=arrow.string(), from_pandas=True)
+        matched = pc.match_substring_regex(strings, pattern).fill_null(False)
+        return pd.Series(matched.to_numpy(zero_copy_only=False), index=series.index)
+
+    return check
 
 
 def _time_checks(table: TableContract, window: TimeWindow) -> list[pa.Check]:

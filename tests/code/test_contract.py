@@ -76,6 +76,8 @@ def test_batch_violations_name_each_broken_rule():
             {**good, "loan_id": 2, "person_age": -5},
             {**good, "loan_id": 3, "person_income": 999_999_999, "loan_intent": "CRYPTO"},
             {**good, "loan_id": 4, "person_emp_length": None},
+            {**good, "loan_id": 5, "dob_ssn": "1980-01-01"},
+            {**good, "loan_id": 6, "dob_ssn": "19800101_12345"},
         ]
     )
     reasons = violations(rows, LOANS)
@@ -83,6 +85,7 @@ def test_batch_violations_name_each_broken_rule():
     assert reasons[1] == "person_age >= 18"
     assert reasons[2] == "loan_intent in allowed categories; person_income <= 10,000,000"
     assert reasons[3] == "person_emp_length is null"
+    assert reasons[4] == reasons[5] == r"dob_ssn matches ^\d{8}_\d{4}$"
 
 
 def test_feast_fields_follow_the_contract_types():
