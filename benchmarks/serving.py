@@ -34,7 +34,7 @@ from creditflow.config import (
     MODEL_FEATURE_SERVICE,
     REPO_ROOT,
     Settings,
-    export_environment,
+    environment,
     get_settings,
 )
 
@@ -62,13 +62,7 @@ def home_settings(home: Path) -> Settings:
 
 def home_environment(settings: Settings) -> dict[str, str]:
     """os.environ plus the home's variables, without changing this process's environment."""
-    saved = dict(os.environ)
-    try:
-        values = export_environment(settings)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return {**os.environ, **values}
+    return {**os.environ, **environment(settings)}
 
 
 def free_port() -> int:

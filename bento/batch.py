@@ -71,7 +71,7 @@ def score_batch(
     of ``at`` (default: now). ``step`` is told what is being done (progress display).
     """
     from training import registry
-    from training.promotion import champion_tag
+    from training.promotion import require_champion
 
     started = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per stage, in the summary
@@ -82,9 +82,7 @@ def score_batch(
         clock[0] = time.perf_counter()
 
     settings = settings or get_settings()
-    tag = model_tag or champion_tag(settings)
-    if tag is None:
-        raise LookupError("no champion model: run `creditflow train` then `creditflow promote`")
+    tag = model_tag or require_champion(settings)
     step(f"loading {tag}")
     model = registry.load(tag, nthread=None)  # batch work: every core
     step(f"reading {source}")

@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field
 from bento.microbatch import MicroBatcher
 from bento.prediction_log import PredictionLog, entity_hasher
 from bento.scoring import Score, Scorer
-from creditflow.config import MAX_BATCH_DEFAULT, MODEL_NAME, export_environment, get_settings
+from creditflow.config import MAX_BATCH_DEFAULT, export_environment, get_settings
 from creditflow.db import get_engine
 from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, ZIPCODE, request_model
-from training.promotion import champion_tag
+from training.promotion import require_champion
 from training.registry import from_stored
 
 export_environment()
@@ -56,15 +56,6 @@ class ApplicationBatch(BaseModel):
     applications: list[LoanApplication] = Field(  # type: ignore[valid-type]
         min_length=1, description=f"at most CREDITFLOW_MAX_BATCH ({MAX_BATCH_DEFAULT}) items"
     )
-
-
-def _champion() -> str:
-    tag = champion_tag()
-    if tag is None:
-        raise RuntimeError(
-            f"no champion {MODEL_NAME} model: run `creditflow train` then `creditflow promote`"
-        )
-    return tag
 
 
 def _prediction(score: Score) -> Prediction:
@@ -119,7 +110,7 @@ MISSING = bentoml.metrics.Counter(
 @bentoml.service(name="creditflow", workers=1, traffic={"timeout": 10})
 class CreditScorer:
     # The champion at import time; a built bento pins the champion it was built with.
-    model_ref = bentoml.models.BentoModel(_champion())
+    model_ref = bentoml.models.BentoModel(require_champion())
 
     def __init__(self) -> None:
         settings = get_settings()

@@ -38,6 +38,11 @@ def _environment() -> None:
     export_environment()
 
 
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """A time given on the command line without a zone is UTC."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a one-line JSON summary.")]
 
 
@@ -82,7 +87,7 @@ def generate(
 
         settings = get_settings()
         folder = out or settings.raw_dir
-        end_utc = end.replace(tzinfo=UTC) if end and end.tzinfo is None else end
+        end_utc = _as_utc(end)
         world = generate_world(loans, seed=seed, end=end_utc, dirty_share=dirty_share)
         paths = write_world(world, folder)
         return {
@@ -297,7 +302,7 @@ def score_batch(
     def work() -> dict:
         from bento.batch import score_batch as run
 
-        when = at.replace(tzinfo=UTC) if at and at.tzinfo is None else at
+        when = _as_utc(at)
         with Console(stderr=True).status("scoring", spinner="dots") as status:
             step = (lambda _: None) if as_json else (lambda text: status.update(text))
             return run(source, output, at=when, model_tag=model, step=step)

@@ -104,20 +104,26 @@ def get_settings() -> Settings:
     return settings
 
 
-def export_environment(settings: Settings | None = None) -> dict[str, str]:
-    """Put the home, the BentoML store and the Feast profile into ``os.environ``.
-
-    Feast's yaml reads ``${CREDITFLOW_HOME}`` and BentoML reads ``BENTOML_HOME`` once, when
-    its stores are first used, so this runs before either is. They are derived from the
-    home and the profile, always, so that two homes never mix.
-    """
+def environment(settings: Settings | None = None) -> dict[str, str]:
+    """The variables that point Feast and BentoML at a home and its profile (for a subprocess,
+    or for :func:`export_environment`). Derived from the home and the profile, always, so that
+    two homes never mix."""
     settings = settings or get_settings()
-    values = {
+    return {
         "CREDITFLOW_HOME": str(settings.home),
         "BENTOML_HOME": str(settings.bentoml_home),
         "FEAST_FS_YAML_FILE_PATH": str(settings.feature_store_yaml),
         "CREDITFLOW_PG_URL": settings.pg_url,
         "CREDITFLOW_REDIS_URL": settings.redis_url,
     }
+
+
+def export_environment(settings: Settings | None = None) -> dict[str, str]:
+    """Put the home, the BentoML store and the Feast profile into ``os.environ``.
+
+    Feast's yaml reads ``${CREDITFLOW_HOME}`` and BentoML reads ``BENTOML_HOME`` once, when
+    its stores are first used, so this runs before either is.
+    """
+    values = environment(settings)
     os.environ.update(values)
     return values

@@ -23,11 +23,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from feast.types import Float32, Float64, Int32, Int64
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.types import Float32, Float64, Int32, Int64, String
 
 from creditflow.features import get_service
 
@@ -42,9 +46,6 @@ _KEY_FIELDS = {"String": ("string_val", str), "Int64": ("int64_val", int),
 
 
 def _key_protos(values: Sequence[Any], dtype: Any) -> list:
-    from feast.protos.feast.types.Value_pb2 import Value
-    from feast.type_map import python_values_to_proto_values
-
     if str(dtype) not in _KEY_FIELDS:
         return python_values_to_proto_values(list(values))
     field, cast = _KEY_FIELDS[str(dtype)]
@@ -60,13 +61,13 @@ class _BatchRead:
     features: tuple[str, ...]  # what the service or an on-demand view needs from it
     ttl: timedelta | None
 
-    @property
+    @cached_property
     def key_columns(self) -> list:
         return self.view.entity_columns
 
-    @property
+    @cached_property
     def join_keys(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.view.entity_columns)
+        return tuple(column.name for column in self.key_columns)
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,6 @@ class ServiceFeatures:
 
     def probe(self) -> None:
         """Read a placeholder entity from every view: raises when the store does not answer."""
-        from feast.types import String
-
         for read in self.reads:
             keys = {c.name: ["" if c.dtype == String else 0] for c in read.key_columns}
             self._read_view(read, keys, 1, datetime.now(UTC))
@@ -168,9 +167,6 @@ class ServiceFeatures:
     def _read_view(
         self, read: _BatchRead, keys: Mapping[str, Sequence[Any]], n: int, now: datetime
     ) -> dict[str, list[Any]]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import feast_value_type_to_python_type
-
         key_values = [_key_protos(keys[column.name], column.dtype) for column in read.key_columns]
         entity_keys = [
             EntityKey(join_keys=read.join_keys, entity_values=[k[i] for k in key_values])

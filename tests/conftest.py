@@ -11,6 +11,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,14 +25,20 @@ os.environ["CREDITFLOW_HOME"] = str(SESSION_HOME)
 os.environ["CREDITFLOW_PROFILE"] = "embedded"
 os.environ.pop("CREDITFLOW_DATABASE_URL", None)
 
-from creditflow.config import FEATURE_REPO, Settings, export_environment, get_settings  # noqa: E402
+from creditflow.config import (  # noqa: E402
+    FEATURE_REPO,
+    Settings,
+    environment,
+    export_environment,
+    get_settings,
+)
 
 export_environment()
 
 
 def run_feast(settings: Settings, *args: str) -> str:
     """The real `feast` CLI, in the feature repo, with the given home's environment."""
-    env = {**os.environ, **export_environment_values(settings)}
+    env = {**os.environ, **environment(settings)}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "feast"), *args],
         cwd=FEATURE_REPO,
@@ -40,16 +49,6 @@ def run_feast(settings: Settings, *args: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
-
-
-def export_environment_values(settings: Settings) -> dict[str, str]:
-    """The environment of a home without changing this process's own."""
-    saved = dict(os.environ)
-    try:
-        return export_environment(settings)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +78,31 @@ def feature_mismatches():
                 if not _same_value(x, y)]  # fmt: skip
 
     return mismatches
+
+
+PG_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"  # the machine's PostgreSQL
+
+
+@contextmanager
+def _throwaway_postgres() -> Iterator[str]:
+    import sqlalchemy as sa
+
+    name = f"creditflow_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def throwaway_postgres():
+    """``with throwaway_postgres() as url``: a PostgreSQL database of its own, dropped after."""
+    return _throwaway_postgres
 
 
 @dataclass

@@ -72,6 +72,16 @@ def champion_tag(settings: Settings | None = None) -> str | None:
     return champions[0] if champions else None
 
 
+def require_champion(settings: Settings | None = None) -> str:
+    """The champion's tag, or an error that says how to get one (serving needs a champion)."""
+    tag = champion_tag(settings)
+    if tag is None:
+        raise LookupError(
+            f"no champion {MODEL_NAME} model: run `creditflow train` then `creditflow promote`"
+        )
+    return tag
+
+
 def latest_candidate(settings: Settings | None = None) -> str | None:
     export_environment(settings)
     import bentoml

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -265,21 +264,14 @@ def test_cli_prints_one_json_line_and_fails_loudly(home, world, tmp_path):
 
 
 @pytest.fixture()
-def postgres_home(home, monkeypatch):
+def postgres_home(home, monkeypatch, throwaway_postgres):
     """Our tables in a throwaway PostgreSQL database (the production profile's database)."""
-    name = f"creditflow_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    monkeypatch.setenv("CREDITFLOW_DATABASE_URL", url)
-    try:
-        yield get_settings()
-    finally:
-        get_engine(get_settings()).dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
+    with throwaway_postgres() as url:
+        monkeypatch.setenv("CREDITFLOW_DATABASE_URL", url)
+        try:
+            yield get_settings()
+        finally:
+            get_engine(get_settings()).dispose()
 
 
 def test_ingestion_log_and_quarantine_on_postgres(postgres_home, world):

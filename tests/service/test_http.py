@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from bento.scoring import Scorer
-from creditflow.config import REPO_ROOT, export_environment
+from creditflow.config import REPO_ROOT, environment
 from creditflow.policy import decide
 from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
 from ingestion.offline import read_table
@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def built_bento(demo_home) -> str:
-    env = {**os.environ, **export_environment(demo_home.settings)}
+    env = {**os.environ, **environment(demo_home.settings)}
     result = subprocess.run(
         [str(BIN / "bentoml"), "build", "-f", "bento/bentofile.yaml", ".", "--output", "tag"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -50,7 +50,7 @@ def server(demo_home, built_bento, tmp_path_factory):
     port = _free_port()
     env = {
         **os.environ,
-        **export_environment(demo_home.settings),
+        **environment(demo_home.settings),
         "CREDITFLOW_MAX_BATCH": "5",
         # Slow log batches: only the shutdown hook can write the last ones in time.
         "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "5",

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from creditflow.features import get_service, get_store
 from creditflow.service_features import ServiceFeatures
 from ingestion.contract import APPLICATIONS, CREDIT_HISTORY, LOANS
 from ingestion.offline import read_table
 
-PG_ADMIN = "postgresql+psycopg://root@127.0.0.1:5432/test"
 BUREAU = [c.name for c in CREDIT_HISTORY.columns if c.kind == "int"]
 
 
@@ -34,20 +31,15 @@ def _environment_kept():
 
 
 @pytest.fixture(scope="module")
-def production(demo_home, feast_cli, tmp_path_factory):
+def production(demo_home, feast_cli, throwaway_postgres, tmp_path_factory):
     """The demo world's offline data, registered in a throwaway Postgres database and
     materialized into Redis; yields (settings, store)."""
-    name = f"creditflow_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
     home = tmp_path_factory.mktemp("production-home")
     shutil.copytree(demo_home.settings.data_dir, home / "data")
-    settings = demo_home.settings.model_copy(update={
-        "home": home, "profile": "production",
-        "pg_url": PG_ADMIN.rsplit("/", 1)[0] + f"/{name}",
-    })  # fmt: skip
-    try:
+    with throwaway_postgres() as pg_url:
+        settings = demo_home.settings.model_copy(
+            update={"home": home, "profile": "production", "pg_url": pg_url}
+        )
         feast_cli(settings, "apply")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
         feast_cli(settings, "materialize-incremental", now)
@@ -56,10 +48,6 @@ def production(demo_home, feast_cli, tmp_path_factory):
         assert store.config.online_store.type == "redis"
         assert store.config.registry.registry_type == "sql"
         yield settings, store
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
-        admin.dispose()
 
 
 def test_redis_reads_equal_feasts_and_stale_values_are_missing(
