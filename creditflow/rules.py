@@ -59,6 +59,8 @@ RULES: tuple[Rule, ...] = (
          lambda f: f["loan_to_income"] > MAX_AUTOMATIC_LOAN_TO_INCOME),
 )  # fmt: skip
 RULE_IDS = tuple(rule.id for rule in RULES)
+_OUTCOMES = np.array(DECISIONS, dtype=object)  # by severity
+_BANDS = np.array([f"band:{d}" for d in DECISIONS], dtype=object)  # by severity
 
 
 def apply_rules(
@@ -73,11 +75,11 @@ def apply_rules(
     severity = np.zeros(len(bands), dtype=np.int64)
     for decision, rank in SEVERITY.items():
         severity[bands == decision] = rank
-    decided_by = np.array([f"band:{d}" for d in DECISIONS], dtype=object)[severity]
+    decided_by = _BANDS[severity]
     fired = np.zeros((len(bands), len(RULES)), dtype=bool)
     for index, rule in enumerate(RULES):
         fired[:, index] = rule.fires(facts)
         stricter = fired[:, index] & (SEVERITY[rule.outcome] > severity)
         severity[stricter] = SEVERITY[rule.outcome]
         decided_by[stricter] = rule.id
-    return np.array(DECISIONS, dtype=object)[severity], decided_by, fired
+    return _OUTCOMES[severity], decided_by, fired

@@ -28,6 +28,39 @@ def scored(demo_home):
     return model, predictor, frame, predictor.predict(columns)
 
 
+def _feature_types(model) -> list[str]:
+    return ["c" if n in model.contract.categorical else "q" for n in model.contract.names]
+
+
+def test_booster_calls_equal_xgboosts_public_api(scored):
+    """The C calls of creditflow/booster_calls.py against DMatrix predictions with the feature
+    names and types: categorical splits, unknown categories and missing values included."""
+    model, predictor, frame, _ = scored
+    matrix = training_frame(frame, model.contract)
+    data = xgb.DMatrix(matrix, enable_categorical=True)
+    codes = predictor.encoder.encode_columns(
+        {
+            n: frame[n].astype(object).where(frame[n].notna(), None).tolist()
+            for n in model.contract.names
+        }  # fmt: skip
+    )
+    assert np.isnan(codes).any(axis=0).sum() >= 3  # missing values in several features
+    trees = model.iteration_range
+    np.testing.assert_array_equal(
+        predictor.calls.margin(codes),
+        model.booster.predict(data, output_margin=True, iteration_range=trees),
+    )
+    np.testing.assert_array_equal(
+        predictor.calls.contributions(codes),
+        model.booster.predict(
+            data, pred_contribs=True, approx_contribs=True, iteration_range=trees
+        ),  # fmt: skip
+    )
+    assert predictor.calls.margin(codes[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="features"):
+        predictor.calls.margin(codes[:, 1:])
+
+
 def test_probabilities_are_the_models_calibrated_ones(scored):
     model, predictor, frame, answers = scored
     data = xgb.DMatrix(training_frame(frame, model.contract), enable_categorical=True)
@@ -65,7 +98,7 @@ def test_every_answer_but_an_approval_is_explained_by_contributions(scored):
         }  # fmt: skip
     )[~approved]
     data = xgb.DMatrix(matrix, feature_names=list(model.contract.names),
-                       feature_types=predictor.feature_types, enable_categorical=True)  # fmt: skip
+                       feature_types=_feature_types(model), enable_categorical=True)  # fmt: skip
     full = model.booster.predict(data, pred_contribs=True, approx_contribs=True,
                                  iteration_range=model.iteration_range)  # fmt: skip
     margin = model.booster.predict(data, output_margin=True, iteration_range=model.iteration_range)
