@@ -112,8 +112,7 @@ def score_batch(
         joined = features.historical(entities, ROW)
         lap("features")
         step("scoring")
-        columns = {name: _plain(joined[name]) for name in names}
-        answers = Predictor(model).predict(columns)
+        answers = Predictor(model).predict(joined)
         lap("score")
 
     step(f"writing {output}")
@@ -142,13 +141,6 @@ def score_batch(
         "rows_per_s": round(batch.rows_in / seconds) if seconds else None,
         "timings": timings,
     }
-
-
-def _plain(series: pd.Series) -> np.ndarray:
-    """A joined column as numpy: float64 with NaN for numbers, objects with None otherwise."""
-    if pd.api.types.is_numeric_dtype(series):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    return series.astype(object).where(series.notna(), None).to_numpy()
 
 
 def _output_table(

@@ -63,14 +63,18 @@ class PredictionLog:
                 self._on_drop()
 
     def _take(self) -> list[dict]:
-        rows: list[dict] = []
-        deadline = time.monotonic() + self.interval_s
+        """Waits for a row, then lets the batch fill for ``interval_s`` (unless it is full
+        already) and takes what is there. The writer wakes once a batch, not once a row: a
+        wake-up per row made it compete for the GIL with every request in flight."""
+        try:
+            rows = [self.queue.get(timeout=self.interval_s)]
+        except queue.Empty:
+            return []
+        if self.queue.qsize() < self.batch_size - 1:
+            self._stop.wait(self.interval_s)  # returns at once on shutdown
         while len(rows) < self.batch_size:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
             try:
-                rows.append(self.queue.get(timeout=timeout))
+                rows.append(self.queue.get_nowait())
             except queue.Empty:
                 break
         return rows

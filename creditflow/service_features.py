@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
@@ -137,9 +138,12 @@ class ServiceFeatures:
             values.update(transform.apply(values))
         return {name: values[name] for name in self.names}
 
-    def historical(self, entities: pd.DataFrame, key: str) -> pd.DataFrame:
+    def historical(self, entities: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
         """Every feature of the service as of each entity row's event time, beside the rows' keys
         and request data (``key``: unique per row), in the entities' order; rows out == rows in.
+
+        Columns, not a DataFrame (building one cost a second per 1M rows, and batch scoring
+        takes columns): numbers as float64 with NaN where missing, anything else as objects.
         """
         from training.dataset import point_in_time
 
@@ -148,15 +152,19 @@ class ServiceFeatures:
         times = [c for c in entities.columns if pd.api.types.is_datetime64_any_dtype(entities[c])]
         keys = sorted({k for read in self.reads for k in read.join_keys} | {key})
         joined = point_in_time(self.store, entities[[*keys, *times]], refs, key)
-        values = {c: joined[c].to_numpy() for c in joined.column_names if c not in times}
+        values = {c: _plain(joined[c]) for c in joined.column_names if c not in times}
         # The request data, in the entities' order as the joined rows are.
         values |= {
-            c: entities[c].to_numpy() for c in entities.columns if c not in joined.column_names
+            c: entities[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            if pd.api.types.is_numeric_dtype(entities[c])
+            else entities[c].to_numpy(dtype=object)
+            for c in entities.columns
+            if c not in joined.column_names
         }
         for transform in self.transforms:
             output = transform.apply(values, as_arrays=True)
             values.update({c: v for c, v in output.items() if c not in values})
-        return pd.DataFrame(values)
+        return values
 
     def probe(self) -> None:
         """Read a placeholder entity from every view: raises when the store does not answer."""
@@ -183,3 +191,10 @@ class ServiceFeatures:
                 value = features.get(name) if fresh else None  # type: ignore[union-attr]
                 column.append(None if value is None else feast_value_type_to_python_type(value))
         return columns
+
+
+def _plain(column: pa.ChunkedArray) -> np.ndarray:
+    """A joined column as numpy: float64 with NaN for numbers, objects with None otherwise."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column.to_numpy().astype(np.float64, copy=False)  # nulls become NaN
+    return column.to_numpy(zero_copy_only=False)

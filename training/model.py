@@ -14,7 +14,10 @@ PARAMS: dict = {
     "eval_metric": "auc",
     "tree_method": "hist",
     "max_depth": 5,
-    "eta": 0.05,
+    # 0.1, not 0.05: the same validation and test AUC on the demo world (0.884/0.896 against
+    # 0.887/0.896) with half the trees (112 against 242), and every prediction, contribution
+    # and batch costs in proportion to the trees.
+    "eta": 0.1,
     "subsample": 0.9,
     "colsample_bytree": 0.8,
     "min_child_weight": 5,
