@@ -67,8 +67,9 @@ class BoosterCalls:
         dims = c_bst_ulong()
         values = ctypes.POINTER(ctypes.c_float)()
         _check_call(call(*args, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(values)))
-        dims_shape = tuple(int(shape[i]) for i in range(dims.value))
-        return np.ctypeslib.as_array(values, shape=dims_shape).copy()
+        out = np.empty([shape[i] for i in range(dims.value)], dtype=np.float32)
+        ctypes.memmove(out.ctypes.data, values, out.nbytes)
+        return out
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
         """The untransformed score (log-odds) of each row: float32 [n]."""

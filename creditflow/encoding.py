@@ -69,17 +69,25 @@ class RowEncoder:
         """Many rows given as columns (lists, as Feast's online response returns them, or
         arrays); None or NaN is missing, an unknown category is NaN."""
         n_rows = len(columns[self.names[0]])
+        if n_rows <= MANY_ROWS:  # a few rows: one conversion beats one per column
+            return self._encode_few(columns, n_rows)
         matrix = np.empty((n_rows, len(self.names)), dtype=np.float32)
         for index, name in enumerate(self.names):
             column = columns[name]
-            if index in self.codes and n_rows > MANY_ROWS:
+            if index in self.codes:
                 known = pd.Categorical(column, categories=list(self.codes[index])).codes
                 matrix[:, index] = np.where(known < 0, np.nan, known)
-            elif index in self.codes:  # a few rows: a dict lookup beats building a Categorical
-                codes = self.codes[index]
-                matrix[:, index] = np.fromiter(
-                    (codes.get(v, np.nan) for v in column), dtype=np.float32, count=n_rows
-                )
             else:
                 matrix[:, index] = np.asarray(column, dtype=np.float64)  # None -> NaN
         return matrix
+
+    def _encode_few(self, columns: Mapping[str, Sequence[Any]], n_rows: int) -> np.ndarray:
+        values = [
+            [self.codes[index].get(v, np.nan) for v in columns[name]]
+            if index in self.codes
+            else columns[name]
+            for index, name in enumerate(self.names)
+        ]
+        if not n_rows:
+            return np.empty((0, len(self.names)), dtype=np.float32)
+        return np.array(list(zip(*values, strict=True)), dtype=np.float32)  # None -> NaN

@@ -38,9 +38,8 @@ def application_features(inputs: dict) -> dict:
     def column(name):
         return np.asarray(inputs[name], dtype=np.float64)  # None -> NaN: missing
 
-    def ratio(num, den):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(den == 0, np.nan, num / den)
+    def ratio(num, den):  # over zero: missing (divides only where den != 0: no warnings)
+        return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
 
     amount, rate, income = column("loan_amnt"), column("loan_int_rate"), column("person_income")
     debt = (column("credit_card_due") + column("mortgage_due") + column("student_loan_due")
