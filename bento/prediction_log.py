@@ -54,7 +54,11 @@ class PredictionLog:
         self._thread.start()
 
     def record(self, row: dict) -> None:
-        """Queue one prediction; never blocks the request."""
+        """Queue one prediction; never blocks the request. After ``close`` (a request answered
+        during shutdown) the row is written at once instead."""
+        if self._stop.is_set():
+            self._write([row])
+            return
         try:
             self.queue.put_nowait(row)
         except queue.Full:

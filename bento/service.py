@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -125,6 +126,10 @@ class CreditScorer:
             get_engine(settings), interval_s=settings.prediction_log_interval_s, on_drop=DROPPED.inc
         )
         self.batcher = MicroBatcher(self._answer_predict, max_size=PREDICT_BATCH)
+        # Everything loaded so far (Feast, BentoML, pandas, the model: ~360k objects) lives as
+        # long as the process. Frozen, the cyclic GC no longer walks it: a full collection
+        # took 230 ms here, a pause every request in flight would wait for.
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         """Ready when the model is loaded and the online store answers a lookup."""

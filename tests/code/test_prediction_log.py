@@ -35,6 +35,15 @@ def test_every_recorded_prediction_is_written_by_close(tmp_path):
     assert (log.written, log.dropped, _count(engine)) == (1234, 0, 1234)
 
 
+def test_a_prediction_recorded_after_close_is_still_written(tmp_path):
+    engine = _engine(tmp_path)
+    log = PredictionLog(engine, interval_s=5)
+    log.record(_row(0))
+    log.close()  # drains at once, without waiting for the 5 s interval
+    log.record(_row(1))  # a request answered during shutdown
+    assert (log.written, log.dropped, _count(engine)) == (2, 0, 2)
+
+
 def test_overflow_is_counted_never_silent(tmp_path, monkeypatch):
     engine = _engine(tmp_path)
     gate = threading.Event()
