@@ -20,9 +20,19 @@ import typer
 
 from creditflow.config import MODEL_FEATURE_SERVICE, export_environment, get_settings
 
-# Third-party deprecation chatter (ibis, pathspec, Feast's ODFV notice) is not for users.
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+# Third-party chatter (ibis and pathspec deprecations, Feast's "experimental" notice) is not for
+# users. Filters alone do not hold it back: importing Feast puts "once" filters of its own first.
+_CHATTER = ("On demand feature view is an experimental",)
+_show_warning = warnings.showwarning
+
+
+def _show_useful_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, DeprecationWarning) or str(message).startswith(_CHATTER):
+        return
+    _show_warning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _show_useful_warning
 
 
 app = typer.Typer(

@@ -231,6 +231,7 @@ def test_predict_predict_batch_and_score_batch_agree(service_url, applications, 
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr  # Feast's and ibis' chatter is not for users
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["rows_in"], summary["scored"], summary["invalid"]) == (6, 5, 1)
     scored = pd.read_parquet(output)
