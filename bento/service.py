@@ -11,6 +11,9 @@ from typing import Any, ClassVar
 import bentoml
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.responses import RedirectResponse
+from starlette.routing import Route
 
 from bento.microbatch import MicroBatcher
 from bento.prediction_log import PredictionLog, entity_hasher
@@ -112,6 +115,11 @@ MISSING = bentoml.metrics.Counter(
 )
 
 
+# BentoML serves the Swagger UI at / and the spec at /docs.json; /docs leads to the UI.
+_docs = Starlette(routes=[Route("/", lambda _: RedirectResponse("/", status_code=307))])
+
+
+@bentoml.asgi_app(_docs, path="/docs")
 @bentoml.service(name="creditflow", workers=1, traffic={"timeout": 10})
 class CreditScorer:
     # The champion at import time; a built bento pins the champion it was built with.

@@ -259,6 +259,13 @@ def test_health_and_the_no_op_floor(service_url, applications):
     assert bad.status_code == 400  # the floor validates like /predict
 
 
+def test_openapi_docs(service_url):
+    docs = httpx.get(f"{service_url}/docs", timeout=10, follow_redirects=True)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = httpx.get(f"{service_url}/docs.json", timeout=10).json()
+    assert {"/predict", "/predict_batch", "/noop"} <= set(spec["paths"])
+
+
 def _logged(settings, ids: list[str]) -> list[dict]:
     import sqlalchemy as sa
 
