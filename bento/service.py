@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import bentoml
 from bentoml.exceptions import BentoMLException
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
@@ -78,37 +79,39 @@ def _prediction(score: Score) -> Prediction:
     )  # fmt: skip
 
 
-DROPPED = bentoml.metrics.Counter(
+# prometheus_client directly, as BentoML 1.4 asks (bentoml.metrics is deprecated): its workers
+# start with PROMETHEUS_MULTIPROC_DIR set, and /metrics collects from there.
+DROPPED = Counter(
     name="creditflow_prediction_log_dropped",
     documentation="Predictions the log could not keep (queue full or database down)",
 )
-REQUEST_SECONDS = bentoml.metrics.Histogram(
+REQUEST_SECONDS = Histogram(
     name="creditflow_request_seconds",
     documentation="Scoring time per request, by endpoint (in-process, without HTTP)",
     labelnames=["endpoint"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-LOOKUP_SECONDS = bentoml.metrics.Histogram(
+LOOKUP_SECONDS = Histogram(
     name="creditflow_feature_lookup_seconds",
     documentation="Online feature lookup time per request",
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1),
 )
-SCORES = bentoml.metrics.Histogram(
+SCORES = Histogram(
     name="creditflow_default_probability",
     documentation="Calibrated default probabilities served",
     buckets=tuple(i / 10 for i in range(1, 11)),
 )
-DECISIONS = bentoml.metrics.Counter(
+DECISIONS = Counter(
     name="creditflow_decisions",
     documentation="Decisions served, by outcome and by what decided them",
     labelnames=["decision", "decided_by"],
 )
-BATCH_SIZE = bentoml.metrics.Histogram(
+BATCH_SIZE = Histogram(
     name="creditflow_predict_batch_size",
     documentation="Concurrent /predict requests scored together (bento/microbatch.py)",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
-MISSING = bentoml.metrics.Counter(
+MISSING = Counter(
     name="creditflow_missing_features",
     documentation="Contract features the online store did not have, by feature",
     labelnames=["feature"],
