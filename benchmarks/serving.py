@@ -117,15 +117,12 @@ def build_home(
 
 def applications(settings: Settings, count: int = 2000) -> list[dict[str, Any]]:
     """The newest ``count`` distinct real applicants of the home, as /predict bodies."""
-    from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
-    from ingestion.offline import read_table
+    from ingestion.offline import newest_applications
 
-    loans = read_table(settings, LOANS).sort_values(["event_timestamp", "loan_id"])
-    fields = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
-    rows = loans.drop_duplicates("dob_ssn", keep="last").tail(count)[fields].astype(object)
-    if rows.empty:
+    rows = newest_applications(settings, count)
+    if not rows:
         raise RuntimeError(f"{settings.home}: no loans ingested")
-    return rows.where(rows.notna(), None).to_dict("records")  # NaN is not JSON
+    return rows
 
 
 def feast_body(application: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from bento.prediction_log import PredictionLog, entity_hasher
 from bento.scoring import Score, Scorer
 from creditflow.config import MAX_BATCH_DEFAULT, export_environment, get_settings
 from creditflow.db import get_engine
-from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, ZIPCODE, request_model
+from ingestion.contract import APPLICATIONS, request_model
 from training.promotion import require_champion
 from training.registry import from_stored
 
@@ -29,7 +29,7 @@ export_environment()
 
 PREDICT_BATCH = 64  # most concurrent /predict requests scored in one call
 
-LoanApplication = request_model("LoanApplication", (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS))
+LoanApplication = request_model("LoanApplication", APPLICATIONS.columns)
 
 
 class ReasonCode(BaseModel):
@@ -68,15 +68,11 @@ class ApplicationBatch(BaseModel):
 
 
 def _prediction(score: Score) -> Prediction:
-    return Prediction(
-        prediction_id=score.prediction_id, model_tag=score.model_tag,
-        default_probability=score.default_probability, decision=score.decision,
-        decided_by=score.decided_by, rules_fired=score.rules_fired,
-        reasons=[ReasonCode(feature=r.feature, value=r.value, contribution=r.contribution)
-                 for r in score.reasons],
-        approve_below=score.approve_below, decline_at=score.decline_at,
-        missing_features=score.missing_features,
-    )  # fmt: skip
+    """The response: the score's fields that the API declares (not the logged feature vector)."""
+    fields = {name: getattr(score, name) for name in Prediction.model_fields if name != "reasons"}
+    reasons = [ReasonCode(feature=r.feature, value=r.value, contribution=r.contribution)
+               for r in score.reasons]  # fmt: skip
+    return Prediction(**fields, reasons=reasons)
 
 
 # prometheus_client directly, as BentoML 1.4 asks (bentoml.metrics is deprecated): its workers
@@ -109,7 +105,7 @@ DECISIONS = Counter(
 BATCH_SIZE = Histogram(
     name="creditflow_predict_batch_size",
     documentation="Concurrent /predict requests scored together (bento/microbatch.py)",
-    buckets=(1, 2, 4, 8, 16, 32, 64),
+    buckets=tuple(2**i for i in range(PREDICT_BATCH.bit_length())),  # 1, 2, 4, ... 64
 )
 MISSING = Counter(
     name="creditflow_missing_features",

@@ -334,17 +334,12 @@ def sample_request(
 ) -> None:
     """Print a /predict request body for a real applicant of the data (the newest valid loan)."""
 
-    from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
-    from ingestion.offline import read_table
+    from ingestion.offline import newest_applications
 
-    loans = read_table(get_settings(), LOANS)
-    if loans.empty:
+    newest = newest_applications(get_settings(), 1)
+    if not newest:
         raise typer.BadParameter("no loans ingested yet: run `make demo` or `creditflow ingest`")
-    row = loans.sort_values(["event_timestamp", "loan_id"]).iloc[-1]
-    fields = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
-    body = json.dumps(
-        {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in fields}
-    )
+    body = json.dumps(newest[0])
     if curl:
         print(
             f"curl -s -X POST http://127.0.0.1:{port}/predict "

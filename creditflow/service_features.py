@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,6 @@ _NUMERIC = (Float32, Float64, Int32, Int64)
 class _BatchRead:
     view: FeatureView
     features: tuple[str, ...]  # what the service or an on-demand view needs from it
-    ttl: timedelta | None
 
     @cached_property
     def key_columns(self) -> list:
@@ -120,7 +119,7 @@ class ServiceFeatures:
         self.reads = []
         for name, features in needed.items():
             view = store.get_feature_view(name)
-            self.reads.append(_BatchRead(view, tuple(dict.fromkeys(features)), view.ttl))
+            self.reads.append(_BatchRead(view, tuple(dict.fromkeys(features))))
         self.transforms = tuple(transforms)
 
     def read(
@@ -183,7 +182,7 @@ class ServiceFeatures:
         found = self.online_store.online_read(
             self.config, read.view, entity_keys, list(read.features)
         )
-        oldest = now - read.ttl if read.ttl else None
+        oldest = now - read.view.ttl if read.view.ttl else None
         columns: dict[str, list[Any]] = {name: [] for name in read.features}
         for event_time, features in found:
             fresh = features is not None and (oldest is None or event_time >= oldest)

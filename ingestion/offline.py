@@ -37,6 +37,18 @@ def read_table(
     )
 
 
+def newest_applications(settings: Settings, count: int) -> list[dict]:
+    """The newest ``count`` distinct applicants' loan applications, as /predict bodies (the
+    APPLICATIONS contract's fields; missing values None, as JSON has no NaN). Empty if no
+    loans were ingested."""
+    from ingestion.contract import APPLICATIONS, LOANS
+
+    loans = read_table(settings, LOANS).sort_values(["event_timestamp", "loan_id"])
+    newest = loans.drop_duplicates("dob_ssn", keep="last").tail(count)
+    rows = newest[APPLICATIONS.names].astype(object)
+    return rows.where(rows.notna(), None).to_dict("records")
+
+
 def stage(settings: Settings, table: str, batch_id: str, frame: pd.DataFrame) -> Path:
     staging = settings.table_dir(table) / STAGING
     staging.mkdir(parents=True, exist_ok=True)

@@ -16,14 +16,18 @@ from training import registry
 from training.dataset import entity_frame, historical_features
 
 
+def _columns(frame: pd.DataFrame, names) -> dict[str, list]:
+    """Joined features as the online store returns them: lists, None where missing."""
+    return {n: frame[n].astype(object).where(frame[n].notna(), None).tolist() for n in names}
+
+
 @pytest.fixture(scope="module")
 def scored(demo_home):
     """2,000 loans with point-in-time features, and the predictor's answers for them."""
     model = registry.load(demo_home.training["model_tag"])
     loans = read_table(demo_home.settings, LOANS).sample(2000, random_state=4)
     frame = historical_features(entity_frame(loans), model.contract.service, demo_home.settings)
-    columns = {n: frame[n].astype(object).where(frame[n].notna(), None).tolist()
-               for n in model.contract.names}  # fmt: skip
+    columns = _columns(frame, model.contract.names)
     predictor = Predictor(model)
     return model, predictor, frame, predictor.predict(columns)
 
@@ -38,12 +42,7 @@ def test_booster_calls_equal_xgboosts_public_api(scored):
     model, predictor, frame, _ = scored
     matrix = training_frame(frame, model.contract)
     data = xgb.DMatrix(matrix, enable_categorical=True)
-    codes = predictor.encoder.encode_columns(
-        {
-            n: frame[n].astype(object).where(frame[n].notna(), None).tolist()
-            for n in model.contract.names
-        }  # fmt: skip
-    )
+    codes = predictor.encoder.encode_columns(_columns(frame, model.contract.names))
     assert np.isnan(codes).any(axis=0).sum() >= 3  # missing values in several features
     trees = model.iteration_range
     np.testing.assert_array_equal(
@@ -91,12 +90,7 @@ def test_every_answer_but_an_approval_is_explained_by_contributions(scored):
     assert (np.diff(ordered, axis=1) <= 0).all()  # strongest first
     assert (contributions[~np.isnan(contributions)] > 0).all()
     # The contributions are XGBoost's own: with the bias they add up to the model's margin.
-    matrix = predictor.encoder.encode_columns(
-        {
-            n: frame[n].astype(object).where(frame[n].notna(), None).tolist()
-            for n in model.contract.names
-        }  # fmt: skip
-    )[~approved]
+    matrix = predictor.encoder.encode_columns(_columns(frame, model.contract.names))[~approved]
     data = xgb.DMatrix(matrix, feature_names=list(model.contract.names),
                        feature_types=_feature_types(model), enable_categorical=True)  # fmt: skip
     full = model.booster.predict(data, pred_contribs=True, approx_contribs=True,

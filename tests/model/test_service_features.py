@@ -14,13 +14,12 @@ import pytest
 
 from creditflow.features import get_service, get_store
 from creditflow.service_features import ServiceFeatures
-from ingestion.contract import APPLICATION_COLUMNS, CREDIT_HISTORY, DOB_SSN, LOANS, ZIPCODE
+from ingestion.contract import APPLICATIONS, CREDIT_HISTORY, LOANS
 from ingestion.ingest import ingest
 from ingestion.offline import read_table
 from ingestion.readers import RawBatch, frame_fingerprint
 from training.dataset import entity_frame, historical_features
 
-REQUEST_FIELDS = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
 BUREAU = [c.name for c in CREDIT_HISTORY.columns if c.kind in ("int", "float")]
 
 
@@ -37,7 +36,7 @@ def features(demo_home, store):
 @pytest.fixture(scope="module")
 def applications(demo_home) -> list[dict]:
     loans = read_table(demo_home.settings, LOANS).drop_duplicates("dob_ssn", keep="last")
-    sample = loans.sample(300, random_state=2)[REQUEST_FIELDS].astype(object)
+    sample = loans.sample(300, random_state=2)[APPLICATIONS.names].astype(object)
     rows = sample.to_dict("records")
     return rows + [{**rows[0], "dob_ssn": "19000101_0100"}, {**rows[1], "zipcode": 99999}]
 

@@ -17,12 +17,10 @@ import pytest
 from bento.scoring import Scorer
 from creditflow.config import REPO_ROOT, environment
 from creditflow.policy import decide
-from ingestion.contract import APPLICATION_COLUMNS, DOB_SSN, LOANS, ZIPCODE
-from ingestion.offline import read_table
+from ingestion.offline import newest_applications
 from training import registry
 
 BIN = Path(sys.executable).parent
-REQUEST_FIELDS = [c.name for c in (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS)]
 
 
 def _free_port() -> int:
@@ -86,8 +84,7 @@ def service_url(server) -> str:
 
 @pytest.fixture(scope="module")
 def applications(demo_home) -> list[dict]:
-    valid = read_table(demo_home.settings, LOANS).drop_duplicates("dob_ssn", keep="last")
-    return valid[REQUEST_FIELDS].tail(20).astype(object).to_dict("records")
+    return newest_applications(demo_home.settings, 20)
 
 
 def test_predict_answers_like_the_in_process_scorer(service_url, applications, demo_home):
