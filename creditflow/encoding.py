@@ -53,18 +53,6 @@ class RowEncoder:
                     raise ValueError(f"the booster has no categories for {name!r}")
                 self.codes[index] = {str(v): float(i) for i, v in enumerate(values.to_pylist())}
 
-    def encode(self, values: Sequence[Any]) -> np.ndarray:
-        """One row of raw feature values (in contract order) as float32; unknowns are NaN."""
-        row = np.empty(len(self.names), dtype=np.float32)
-        for index, value in enumerate(values):
-            if value is None:
-                row[index] = np.nan
-            elif index in self.codes:
-                row[index] = self.codes[index].get(value, np.nan)
-            else:
-                row[index] = value
-        return row
-
     def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """Many rows given as columns (lists, as Feast's online response returns them, or
         arrays); None or NaN is missing, an unknown category is NaN."""

@@ -45,17 +45,23 @@ def test_encoded_rows_predict_like_the_training_frame():
     np.testing.assert_allclose(
         booster.inplace_predict(encoder.encode_columns(columns)), expected, rtol=1e-6
     )
-    row = encoder.encode([batch.iloc[0][n] for n in CONTRACT.names])
-    np.testing.assert_allclose(booster.inplace_predict(row[None, :]), expected[:1], rtol=1e-6)
+    row = _encode_one(encoder, [batch.iloc[0][n] for n in CONTRACT.names])
+    np.testing.assert_allclose(booster.inplace_predict(row), expected[:1], rtol=1e-6)
+
+
+def _encode_one(encoder: RowEncoder, values) -> np.ndarray:
+    """One row (values in contract order) through the few-rows path: a [1, features] matrix."""
+    columns = {name: [value] for name, value in zip(CONTRACT.names, values, strict=True)}
+    return encoder.encode_columns(columns)
 
 
 def test_unknown_category_is_treated_as_missing():
     booster = _booster(_frame(2000, 0))
     encoder = RowEncoder(booster, CONTRACT)
-    unknown = encoder.encode(["purple", 3, 0.5])
-    missing = encoder.encode([None, 3, 0.5])
-    assert np.isnan(unknown[0])
-    assert booster.inplace_predict(unknown[None, :]) == booster.inplace_predict(missing[None, :])
+    unknown = _encode_one(encoder, ["purple", 3, 0.5])
+    missing = _encode_one(encoder, [None, 3, 0.5])
+    assert np.isnan(unknown[0, 0])
+    assert booster.inplace_predict(unknown) == booster.inplace_predict(missing)
 
 
 def test_many_rows_encode_like_one_row_at_a_time():
@@ -66,5 +72,6 @@ def test_many_rows_encode_like_one_row_at_a_time():
     batch.loc[::11, "colour"] = "purple"  # unknown to the model
     batch.loc[::13, "size"] = None
     columns = {name: batch[name].tolist() for name in CONTRACT.names}
-    rows = np.stack([encoder.encode(row) for row in batch[list(CONTRACT.names)].to_numpy()])
+    one_at_a_time = batch[list(CONTRACT.names)].to_numpy()
+    rows = np.concatenate([_encode_one(encoder, row) for row in one_at_a_time])
     np.testing.assert_array_equal(encoder.encode_columns(columns), rows)  # NaN == NaN here

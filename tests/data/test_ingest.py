@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -18,8 +19,6 @@ from ingestion.contract import LOANS
 from ingestion.demo_world import generate_world
 from ingestion.ingest import ingest
 from ingestion.readers import RawBatch, SchemaError, frame_fingerprint, read_source
-
-PG_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
 
 
 @pytest.fixture()
@@ -181,25 +180,22 @@ def test_csv_values_that_do_not_parse_quarantine_only_their_rows(home, world, tm
 
 
 @pytest.mark.parametrize("url_kind", ["sqlite", "postgresql"])
-def test_sql_sources_by_table_and_by_query(home, world, tmp_path, url_kind):
-    url = f"sqlite:///{tmp_path / 'source.db'}" if url_kind == "sqlite" else PG_URL
-    name = f"loans_source_{tmp_path.name[-12:].replace('-', '_')}".lower()
-    loans = world["loans"].iloc[:50].copy()
-    loans.loc[loans.index[0], "person_age"] = -5
-    engine = sa.create_engine(url)
-    loans.to_sql(name, engine, index=False, if_exists="replace")
-    try:
-        summary = ingest("loans", read_source(url, sql_table=name), home)
+def test_sql_sources_by_table_and_by_query(home, world, tmp_path, url_kind, throwaway_postgres):
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'source.db'}" if url_kind == "sqlite"
+               else stack.enter_context(throwaway_postgres()))  # fmt: skip
+        loans = world["loans"].iloc[:50].copy()
+        loans.loc[loans.index[0], "person_age"] = -5
+        engine = sa.create_engine(url)
+        stack.callback(engine.dispose)
+        loans.to_sql("loans_source", engine, index=False)
+        summary = ingest("loans", read_source(url, sql_table="loans_source"), home)
         rows = reconciled(summary, home)
         assert (summary["accepted"], summary["quarantined"]) == (49, 1)
         assert rows[0]["reasons"] == "person_age >= 18"
-        query = f"select * from {name} where person_age >= 0"  # noqa: S608
+        query = "select * from loans_source where person_age >= 0"
         again = ingest("loans", read_source(url, query=query), home)
         assert again["reasons"] == {"loan_id already ingested": 49}
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"drop table if exists {name}"))
-        engine.dispose()
 
 
 def test_rare_values_are_warnings_not_rejections(home, world):
