@@ -77,10 +77,6 @@ def _prediction(score: Score) -> Prediction:
 
 # prometheus_client directly, as BentoML 1.4 asks (bentoml.metrics is deprecated): its workers
 # start with PROMETHEUS_MULTIPROC_DIR set, and /metrics collects from there.
-DROPPED = Counter(
-    name="creditflow_prediction_log_dropped",
-    documentation="Predictions the log could not keep (queue full or database down)",
-)
 REQUEST_SECONDS = Histogram(
     name="creditflow_request_seconds",
     documentation="Scoring time per request, by endpoint (in-process, without HTTP)",
@@ -130,8 +126,8 @@ class CreditScorer:
         self.max_batch = settings.max_batch
         self.entity_hash = entity_hasher(settings.home / "entity_hash.key")
         self.log = PredictionLog(
-            get_engine(settings), interval_s=settings.prediction_log_interval_s, on_drop=DROPPED.inc
-        )
+            get_engine(settings), interval_s=settings.prediction_log_interval_s
+        )  # its drops are counted in /metrics by bento/prediction_log.py
         self.batcher = MicroBatcher(self._answer_predict, max_size=PREDICT_BATCH)
         # Everything loaded so far (Feast, BentoML, pandas, the model: ~360k objects) lives as
         # long as the process. Frozen, the cyclic GC no longer walks it: a full collection
@@ -148,18 +144,20 @@ class CreditScorer:
         scores = self.scorer.score(applications, timings)
         LOOKUP_SECONDS.observe(timings["feature_lookup"])
         now = datetime.now(UTC)
+        logged = []
         for application, score in zip(applications, scores, strict=True):
             SCORES.observe(score.default_probability)
             DECISIONS.labels(decision=score.decision, decided_by=score.decided_by).inc()
             for feature in score.missing_features:
                 MISSING.labels(feature=feature).inc()
-            self.log.record({
+            logged.append({
                 "prediction_id": score.prediction_id, "at": now, "model_tag": score.model_tag,
                 "entity_hash": self.entity_hash(application["dob_ssn"], application["zipcode"]),
                 "features": score.features, "default_probability": score.default_probability,
                 "decision": score.decision, "decided_by": score.decided_by,
                 "rules_fired": score.rules_fired,
             })  # fmt: skip
+        self.log.record(logged)
         REQUEST_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return [_prediction(score) for score in scores]
 

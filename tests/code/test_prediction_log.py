@@ -1,9 +1,12 @@
 """The prediction log: batched, off the request path, nothing dropped silently."""
 
-import threading
+import os
+import signal
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from bento.prediction_log import PredictionLog, entity_hasher
 from creditflow.db import metadata, predictions
@@ -29,40 +32,89 @@ def _count(engine) -> int:
 def test_every_recorded_prediction_is_written_by_close(tmp_path):
     engine = _engine(tmp_path)
     log = PredictionLog(engine, batch_size=100, interval_s=0.05)
-    for i in range(1234):
-        log.record(_row(i))
+    for i in range(0, 1234, 2):  # a request's rows at a time, as /predict's micro-batches
+        log.record([_row(i), _row(i + 1)])
     log.close()
     assert (log.written, log.dropped, _count(engine)) == (1234, 0, 1234)
+
+
+def test_rows_are_written_within_the_interval_while_serving(tmp_path):
+    engine = _engine(tmp_path)
+    log = PredictionLog(engine, interval_s=0.1)
+    try:
+        log.record([_row(0), _row(1)])
+        log.record([_row(2)])
+        deadline = time.monotonic() + 10
+        while _count(engine) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (_count(engine), log.written) == (3, 3)  # before close
+    finally:
+        log.close()
+
+
+def test_the_writer_is_another_process(tmp_path):
+    """Its work must not hold the serving process's interpreter lock."""
+    log = PredictionLog(_engine(tmp_path))
+    try:
+        assert log._writer.pid not in (None, os.getpid()) and log._writer.is_alive()
+    finally:
+        log.close()
+
+
+def test_the_writer_outlives_a_stop_signal_even_while_it_starts(tmp_path):
+    """`bentoml serve`'s stop signal reaches the writer too; the service's shutdown hook, which
+    runs after it, must still find the writer there to drain the log."""
+    engine = _engine(tmp_path)
+    log = PredictionLog(engine, interval_s=5)
+    os.kill(log._writer.pid, signal.SIGTERM)  # at once: it is still starting
+    log.record([_row(0)])
+    time.sleep(1)
+    os.kill(log._writer.pid, signal.SIGTERM)  # started
+    log.record([_row(1)])
+    log.close()
+    assert (log.written, log.dropped, _count(engine)) == (2, 0, 2)
 
 
 def test_a_prediction_recorded_after_close_is_still_written(tmp_path):
     engine = _engine(tmp_path)
     log = PredictionLog(engine, interval_s=5)
-    log.record(_row(0))
+    log.record([_row(0)])
+    started = time.monotonic()
     log.close()  # drains at once, without waiting for the 5 s interval
-    log.record(_row(1))  # a request answered during shutdown
+    assert time.monotonic() - started < 4
+    log.record([_row(1)])  # a request answered during shutdown
     assert (log.written, log.dropped, _count(engine)) == (2, 0, 2)
 
 
-def test_overflow_is_counted_never_silent(tmp_path, monkeypatch):
+def test_overflow_is_counted_never_silent(tmp_path):
     engine = _engine(tmp_path)
-    gate = threading.Event()
-    real_write = PredictionLog._write
-
-    def slow_write(self, rows):  # the database stalls until the gate opens
-        gate.wait(10)
-        real_write(self, rows)
-
-    monkeypatch.setattr(PredictionLog, "_write", slow_write)
-    drops = []
-    log = PredictionLog(engine, capacity=5, batch_size=1, interval_s=0.01,
-                        on_drop=lambda: drops.append(1))  # fmt: skip
-    for i in range(20):
-        log.record(_row(i))
-    gate.set()
+    log = PredictionLog(engine, capacity=5, interval_s=0.01)
+    before = _dropped_metric()
+    os.kill(log._writer.pid, signal.SIGSTOP)  # the writer (the database) stalls
+    try:
+        for i in range(20):
+            log.record([_row(i)])
+    finally:
+        os.kill(log._writer.pid, signal.SIGCONT)
     log.close()
-    assert log.dropped >= 14 and len(drops) == log.dropped
-    assert log.written + log.dropped == 20 == _count(engine) + log.dropped
+    assert (log.written, log.dropped, _count(engine)) == (5, 15, 5)
+    assert _dropped_metric() - before == 15
+
+
+def test_rows_of_a_dead_writer_are_counted_as_dropped(tmp_path):
+    engine = _engine(tmp_path)
+    log = PredictionLog(engine, interval_s=0.01)
+    os.kill(log._writer.pid, signal.SIGSTOP)
+    log.record([_row(0), _row(1)])  # in the queue when the writer dies
+    os.kill(log._writer.pid, signal.SIGKILL)
+    log._writer.join(10)
+    log.record([_row(2)])  # recorded while it is gone
+    log.close()
+    assert (log.written, log.dropped, _count(engine)) == (0, 3, 0)
+
+
+def _dropped_metric() -> float:
+    return REGISTRY.get_sample_value("creditflow_prediction_log_dropped_total") or 0.0
 
 
 def test_entity_hash_is_keyed_stable_and_not_the_key(tmp_path):
