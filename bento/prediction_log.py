@@ -158,6 +158,7 @@ class PredictionLog:
             log.error("prediction log writer still busy after %.0f s: stopped", timeout_s)
             self._writer.kill()
             self._writer.join()
+            self._sending.join()  # a hand-off it was blocked in fails now, and is counted
         with self._lock:
             self._closed = True
             left, self._buffer = self._buffer, []  # recorded while the last batch was sent
