@@ -9,11 +9,11 @@ waited out (at 8 clients p99 was 2.7 times p50 with the log, 1.4 times without, 
 ``multiprocessing`` queue instead woke its feeder thread once per request: 15% slower at one
 client.)
 
-Nothing is lost silently. Rows in flight are held to ``capacity``: a row beyond it, rows the
-writer did not live to write, and rows the database still refuses after retries are counted as
-dropped (``creditflow_prediction_log_dropped`` in /metrics, from both processes). ``close``
-(graceful shutdown) hands over what is left and lets the writer finish; a row recorded after
-that is written at once by the serving process.
+Nothing is lost silently. Rows in flight are held to ``capacity``: a row beyond it, rows a
+writer did not live to write (a new one replaces it), and rows the database still refuses
+after retries are counted as dropped (``creditflow_prediction_log_dropped`` in /metrics, from
+both processes). ``close`` (graceful shutdown) hands over what is left and lets the writer
+finish; a row recorded after that is written at once by the serving process.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from creditflow.db import predictions
 
 log = logging.getLogger(__name__)
 
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # How often buffered rows go to the writer. Small hand-offs hold the interpreter lock briefly:
 # at 8 clients, handing over 0.5 s of rows at once put p99 at 1.9 times p50, 50 ms at 1.5.
 HANDOFF_S = 0.05
@@ -66,16 +65,24 @@ def entity_hasher(key_file: Path):
 
 
 class _Counts:
-    """Row counts shared by the serving process and the writer. Each count has one writer, so
-    no lock (no semaphore to clean up) is needed: the serving process counts the rows it queued
-    and those it refused, the writer those written and those the database refused. Once the
-    writer has stopped, the serving process keeps all four."""
+    """Row counts shared by the serving process and the writer. Each count is kept by one
+    process at a time, so no lock between processes (no semaphore to clean up) is needed: the
+    serving process counts the rows it queued and those it refused, the writer those written
+    and those the database refused. When no writer is running, the serving process keeps all
+    four."""
 
     def __init__(self, context) -> None:
         self.queued = context.RawValue("q", 0)
         self.refused = context.RawValue("q", 0)
         self.written = context.RawValue("q", 0)
         self.failed = context.RawValue("q", 0)
+        self._lock = threading.Lock()  # between the threads of one process
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     @property
     def pending(self) -> int:
@@ -86,9 +93,9 @@ class _Counts:
     def dropped(self) -> int:
         return self.refused.value + self.failed.value
 
-    @staticmethod
-    def add(counter, n: int, dropped: bool = False) -> None:
-        counter.value += n
+    def add(self, counter, n: int, dropped: bool = False) -> None:
+        with self._lock:
+            counter.value += n
         if dropped:
             DROPPED.inc(n)
 
@@ -98,30 +105,42 @@ class PredictionLog:
                  interval_s: float = 0.2) -> None:  # fmt: skip
         self.engine = engine
         self.capacity = capacity
-        context = multiprocessing.get_context("spawn")  # forking a threaded server is unsafe
-        self._counts = _Counts(context)
+        self._context = multiprocessing.get_context("spawn")  # forking a threaded server: unsafe
+        self._writer_args = (engine.url.render_as_string(hide_password=False), batch_size,
+                             interval_s)  # fmt: skip
+        self._counts = _Counts(self._context)
         self._buffer: list[dict] = []
         self._lock = threading.Lock()  # the buffer, and the counts this process keeps
         self._closing = threading.Event()
         self._closed = False
-        receiver, self._sender = context.Pipe(duplex=False)
-        self._writer = context.Process(
-            target=_write_until_closed, name="prediction-log", daemon=True,
-            args=(engine.url.render_as_string(hide_password=False), receiver, batch_size,
-                  interval_s, self._counts),
-        )  # fmt: skip
-        # Born with the stop signals blocked, so that a stop arriving while it starts cannot
-        # kill it before it ignores them (see _write_until_closed).
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            self._writer.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        receiver.close()  # the writer's end: once the writer is gone, sending fails
+        self._start_writer()
         self._sending = threading.Thread(
             target=self._send_every_interval, name="prediction-log-send", daemon=True
         )
         self._sending.start()
+
+    def _start_writer(self) -> None:
+        receiver, self._sender = self._context.Pipe(duplex=False)
+        url, batch_size, interval_s = self._writer_args
+        self._writer = self._context.Process(
+            target=_write_until_closed, name="prediction-log", daemon=True,
+            args=(url, receiver, batch_size, interval_s, self._counts),
+        )  # fmt: skip
+        self._writer.start()
+        receiver.close()  # the writer's end: once the writer is gone, sending fails
+
+    def _replace_dead_writer(self, in_hand: int) -> None:
+        """A writer that died (killed, say) took its unwritten rows with it: they are counted as
+        dropped, and a new writer takes over. ``in_hand``: rows about to be sent again."""
+        self._writer.join()
+        with self._lock:
+            lost = self._counts.pending - in_hand - len(self._buffer)
+            if lost > 0:
+                self._counts.add(self._counts.failed, lost, dropped=True)
+        log.error("the prediction log writer died (exit code %s) with %d rows unwritten: "
+                  "starting another", self._writer.exitcode, max(lost, 0))  # fmt: skip
+        self._sender.close()
+        self._start_writer()
 
     @property
     def written(self) -> int:
@@ -165,7 +184,8 @@ class PredictionLog:
         self._sender.close()
         lost = self._counts.pending - len(left)  # sent, but the writer did not write them
         if lost:
-            log.error("the prediction log writer ended with %d rows unwritten", lost)
+            log.error("the prediction log writer ended (exit code %s) with %d rows unwritten",
+                      self._writer.exitcode, lost)  # fmt: skip
             self._counts.add(self._counts.failed, lost, dropped=True)
         if left:
             _write(self.engine, left, self._counts)
@@ -182,12 +202,16 @@ class PredictionLog:
             rows, self._buffer = self._buffer, []
         if not rows:
             return
-        try:
-            self._sender.send(rows)  # blocks while the pipe is full: the buffer fills instead
-        except OSError:  # the writer is gone: nobody will write them (it owns no counts now)
-            log.error("the prediction log writer is gone: %d rows dropped", len(rows))
-            with self._lock:
-                self._counts.add(self._counts.failed, len(rows), dropped=True)
+        for attempt in range(2):
+            try:
+                self._sender.send(rows)  # blocks while the pipe is full: the buffer fills
+                return
+            except OSError:  # the writer is gone
+                if attempt or self._closing.is_set():
+                    break
+                self._replace_dead_writer(in_hand=len(rows))
+        log.error("no prediction log writer: %d rows written by the serving process", len(rows))
+        _write(self.engine, rows, self._counts)  # no writer owns the counts now
 
 
 def _write(engine: sa.Engine, rows: list[dict], counts: _Counts) -> None:
@@ -209,11 +233,12 @@ def _write_until_closed(
     """The writer process: writes a batch once it has ``batch_size`` rows or its oldest row
     waited ``interval_s``; stops on ``close`` or when the serving process is gone.
 
-    It ignores SIGTERM and SIGINT: a server's stop signal reaches its whole process group, and
-    the writer must outlive the serving process's shutdown hook, which drains it."""
-    for stop in _STOP_SIGNALS:
+    It ignores SIGTERM and SIGINT: `bentoml serve` sends its stop signal to the worker's
+    children too, and the writer must outlive the worker's shutdown hook, which drains it. (A
+    stop in the fraction of a second before this line runs still kills it: then the rows it
+    had not written are counted, and the serving process replaces it or writes the rest.)"""
+    for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     engine = sa.create_engine(url)
     batch: list[dict] = []
     due = None  # when the oldest row of the batch must be written
