@@ -6,6 +6,7 @@ home is chosen here, at import time, before any test module imports BentoML.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -103,6 +104,20 @@ def _throwaway_postgres() -> Iterator[str]:
 def throwaway_postgres():
     """``with throwaway_postgres() as url``: a PostgreSQL database of its own, dropped after."""
     return _throwaway_postgres
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_engine(request, tmp_path):
+    """An empty database of each kind we support: a SQLite file (the embedded default) and a
+    throwaway PostgreSQL database (the production profile's)."""
+    import sqlalchemy as sa
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'test.db'}" if request.param == "sqlite"
+               else stack.enter_context(_throwaway_postgres()))  # fmt: skip
+        engine = sa.create_engine(url)
+        stack.callback(engine.dispose)
+        yield engine
 
 
 @dataclass

@@ -1,12 +1,10 @@
 """The prediction log: batched, off the request path, nothing dropped silently."""
 
-import contextlib
 import os
 import signal
 import time
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
@@ -31,20 +29,14 @@ def _count(engine) -> int:
         return conn.scalar(sa.select(sa.func.count()).select_from(predictions))
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_every_recorded_prediction_is_written_by_close(tmp_path, database, throwaway_postgres):
-    with contextlib.ExitStack() as stack:
-        if database == "sqlite":
-            engine = _engine(tmp_path)
-        else:  # the production profile's database; the writer connects from its own process
-            engine = sa.create_engine(stack.enter_context(throwaway_postgres()))
-            metadata.create_all(engine)
-        stack.callback(engine.dispose)
-        log = PredictionLog(engine, batch_size=100, interval_s=0.05)
-        for i in range(0, 1234, 2):  # a request's rows at a time, as /predict's micro-batches
-            log.record([_row(i), _row(i + 1)])
-        log.close()
-        assert (log.written, log.dropped, _count(engine)) == (1234, 0, 1234)
+def test_every_recorded_prediction_is_written_by_close(sql_engine):
+    """On SQLite and PostgreSQL; the writer connects from its own process."""
+    metadata.create_all(sql_engine)
+    log = PredictionLog(sql_engine, batch_size=100, interval_s=0.05)
+    for i in range(0, 1234, 2):  # a request's rows at a time, as /predict's micro-batches
+        log.record([_row(i), _row(i + 1)])
+    log.close()
+    assert (log.written, log.dropped, _count(sql_engine)) == (1234, 0, 1234)
 
 
 def test_rows_are_written_within_the_interval_while_serving(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -179,23 +178,18 @@ def test_csv_values_that_do_not_parse_quarantine_only_their_rows(home, world, tm
     assert rows[4]["reasons"] == "person_age is not an integer"
 
 
-@pytest.mark.parametrize("url_kind", ["sqlite", "postgresql"])
-def test_sql_sources_by_table_and_by_query(home, world, tmp_path, url_kind, throwaway_postgres):
-    with contextlib.ExitStack() as stack:
-        url = (f"sqlite:///{tmp_path / 'source.db'}" if url_kind == "sqlite"
-               else stack.enter_context(throwaway_postgres()))  # fmt: skip
-        loans = world["loans"].iloc[:50].copy()
-        loans.loc[loans.index[0], "person_age"] = -5
-        engine = sa.create_engine(url)
-        stack.callback(engine.dispose)
-        loans.to_sql("loans_source", engine, index=False)
-        summary = ingest("loans", read_source(url, sql_table="loans_source"), home)
-        rows = reconciled(summary, home)
-        assert (summary["accepted"], summary["quarantined"]) == (49, 1)
-        assert rows[0]["reasons"] == "person_age >= 18"
-        query = "select * from loans_source where person_age >= 0"
-        again = ingest("loans", read_source(url, query=query), home)
-        assert again["reasons"] == {"loan_id already ingested": 49}
+def test_sql_sources_by_table_and_by_query(home, world, sql_engine):
+    url = sql_engine.url.render_as_string(hide_password=False)
+    loans = world["loans"].iloc[:50].copy()
+    loans.loc[loans.index[0], "person_age"] = -5
+    loans.to_sql("loans_source", sql_engine, index=False)
+    summary = ingest("loans", read_source(url, sql_table="loans_source"), home)
+    rows = reconciled(summary, home)
+    assert (summary["accepted"], summary["quarantined"]) == (49, 1)
+    assert rows[0]["reasons"] == "person_age >= 18"
+    query = "select * from loans_source where person_age >= 0"
+    again = ingest("loans", read_source(url, query=query), home)
+    assert again["reasons"] == {"loan_id already ingested": 49}
 
 
 def test_rare_values_are_warnings_not_rejections(home, world):
