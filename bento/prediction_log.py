@@ -134,13 +134,18 @@ class PredictionLog:
         dropped, and a new writer takes over. ``in_hand``: rows about to be sent again."""
         self._writer.join()
         with self._lock:
-            lost = self._counts.pending - in_hand - len(self._buffer)
-            if lost > 0:
-                self._counts.add(self._counts.failed, lost, dropped=True)
+            lost = self._count_lost(still_here=in_hand + len(self._buffer))
         log.error("the prediction log writer died (exit code %s) with %d rows unwritten: "
-                  "starting another", self._writer.exitcode, max(lost, 0))  # fmt: skip
+                  "starting another", self._writer.exitcode, lost)  # fmt: skip
         self._sender.close()
         self._start_writer()
+
+    def _count_lost(self, still_here: int) -> int:
+        """Counts as dropped the rows handed to a writer that ended without writing them: all
+        that is pending but the ``still_here`` rows this process has not handed over."""
+        lost = max(self._counts.pending - still_here, 0)
+        self._counts.add(self._counts.failed, lost, dropped=True)
+        return lost
 
     @property
     def written(self) -> int:
@@ -155,16 +160,13 @@ class PredictionLog:
         request answered during shutdown) they are written at once instead."""
         counts = self._counts
         with self._lock:
-            if self._closed:
-                counts.add(counts.queued, len(rows))
-            elif counts.pending + len(rows) > self.capacity:
-                counts.add(counts.refused, len(rows), dropped=True)
-                return
-            else:
-                counts.add(counts.queued, len(rows))
+            closed = self._closed
+            room = closed or counts.pending + len(rows) <= self.capacity
+            counts.add(counts.queued if room else counts.refused, len(rows), dropped=not room)
+            if room and not closed:
                 self._buffer.extend(rows)
-                return
-        _write(self.engine, rows, counts)
+        if closed:
+            _write(self.engine, rows, counts)
 
     def close(self, timeout_s: float = 30) -> None:
         """Send what is buffered, let the writer finish and stop (graceful shutdown)."""
@@ -182,11 +184,9 @@ class PredictionLog:
             self._closed = True
             left, self._buffer = self._buffer, []  # recorded while the last batch was sent
         self._sender.close()
-        lost = self._counts.pending - len(left)  # sent, but the writer did not write them
-        if lost:
+        if lost := self._count_lost(still_here=len(left)):
             log.error("the prediction log writer ended (exit code %s) with %d rows unwritten",
                       self._writer.exitcode, lost)  # fmt: skip
-            self._counts.add(self._counts.failed, lost, dropped=True)
         if left:
             _write(self.engine, left, self._counts)
 
