@@ -67,9 +67,12 @@ class ApplicationBatch(BaseModel):
     )
 
 
+_ANSWERED = tuple(name for name in Prediction.model_fields if name != "reasons")
+
+
 def _prediction(score: Score) -> Prediction:
     """The response: the score's fields that the API declares (not the logged feature vector)."""
-    fields = {name: getattr(score, name) for name in Prediction.model_fields if name != "reasons"}
+    fields = {name: getattr(score, name) for name in _ANSWERED}
     reasons = [ReasonCode(feature=r.feature, value=r.value, contribution=r.contribution)
                for r in score.reasons]  # fmt: skip
     return Prediction(**fields, reasons=reasons)

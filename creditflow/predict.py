@@ -23,6 +23,7 @@ import pandas as pd
 from creditflow.booster_calls import BoosterCalls
 from creditflow.calibration import Calibration
 from creditflow.encoding import MANY_ROWS, RowEncoder
+from creditflow.leaf_tables import FEW_ROWS, LeafTables, leaf_tables
 from creditflow.policy import DECISIONS, decide
 from creditflow.rules import RULE_IDS, Facts, apply_rules
 
@@ -57,6 +58,7 @@ class Predictor:
         self.categorical = model.contract.categorical
         self.encoder = RowEncoder(model.booster, model.contract)
         self.calls = BoosterCalls(model.booster, model.iteration_range, model.nthread)
+        self.tables = leaf_tables(model.booster, model.iteration_range, self.calls)
         self.calibration = Calibration.from_metadata(model.metadata.get("calibration"))
         self.bands = model.metadata["decision_bands"]
 
@@ -75,9 +77,15 @@ class Predictor:
                 )
         return missing
 
+    def trees(self, rows: int) -> LeafTables | BoosterCalls:
+        """Who evaluates the trees: the leaf tables for a few rows, where XGBoost's per-call
+        setup would dominate, else XGBoost (creditflow/leaf_tables.py)."""
+        return self.tables if self.tables is not None and rows <= FEW_ROWS else self.calls
+
     def reasons(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The features that raised each row's score most: (indices, contributions)."""
-        contributions = self.calls.contributions(matrix)[:, :-1]  # the last column is the bias
+        trees = self.trees(len(matrix))
+        contributions = trees.contributions(matrix)[:, :-1]  # the last column is the bias
         top = np.argsort(-contributions, axis=1, kind="stable")[:, :REASON_CODES]
         values = np.take_along_axis(contributions, top, axis=1).astype(np.float64)
         raised = values > 0
@@ -86,7 +94,7 @@ class Predictor:
     def predict(self, columns: Mapping[str, Sequence[Any]]) -> Answers:
         """Answers for the applications whose contract feature values are given as columns."""
         matrix = self.encoder.encode_columns(columns)
-        margin = self.calls.margin(matrix).astype(np.float64)
+        margin = self.trees(len(matrix)).margin(matrix).astype(np.float64)
         raw = 1.0 / (1.0 + np.exp(-margin))
         probability = self.calibration.apply(raw)
         missing = self.missing(columns, matrix)

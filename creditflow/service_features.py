@@ -54,6 +54,15 @@ def _key_protos(values: Sequence[Any], dtype: Any) -> list:
 
 
 _NUMERIC = (Float32, Float64, Int32, Int64)
+_SCALARS = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val",
+                      "bool_val"})  # fmt: skip
+
+
+def _python_value(value: Value) -> Any:
+    """Feast's own conversion of a stored value, with the plain scalars taken directly: its
+    checks for every rarer kind first cost 1.5 µs a value, 15 values a request."""
+    kind = value.WhichOneof("val")
+    return getattr(value, kind) if kind in _SCALARS else feast_value_type_to_python_type(value)
 
 
 @dataclass(frozen=True)
@@ -188,7 +197,7 @@ class ServiceFeatures:
             fresh = features is not None and (oldest is None or event_time >= oldest)
             for name, column in columns.items():
                 value = features.get(name) if fresh else None  # type: ignore[union-attr]
-                column.append(None if value is None else feast_value_type_to_python_type(value))
+                column.append(None if value is None else _python_value(value))
         return columns
 
 

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+from creditflow.booster_calls import BoosterCalls
 from creditflow.encoding import training_frame
+from creditflow.leaf_tables import FEW_ROWS, leaf_tables
 from creditflow.policy import decide
 from creditflow.predict import Predictor
 from ingestion.contract import LOANS
@@ -58,6 +60,53 @@ def test_booster_calls_equal_xgboosts_public_api(scored):
     assert predictor.calls.margin(codes[:0]).shape == (0,)
     with pytest.raises(ValueError, match="features"):
         predictor.calls.margin(codes[:, 1:])
+
+
+def test_leaf_tables_equal_xgboosts_public_api(scored):
+    """creditflow/leaf_tables.py bit for bit against XGBoost, on real rows with categorical
+    splits, unknown categories and missing values."""
+    model, predictor, frame, _ = scored
+    assert predictor.tables is not None  # the trained model passed the probe check
+    data = xgb.DMatrix(training_frame(frame, model.contract), enable_categorical=True)
+    codes = predictor.encoder.encode_columns(_columns(frame, model.contract.names))
+    trees = model.iteration_range
+    np.testing.assert_array_equal(
+        predictor.tables.margin(codes),
+        model.booster.predict(data, output_margin=True, iteration_range=trees),
+    )
+    np.testing.assert_array_equal(
+        predictor.tables.contributions(codes),
+        model.booster.predict(
+            data, pred_contribs=True, approx_contribs=True, iteration_range=trees
+        ),  # fmt: skip
+    )
+    assert predictor.tables.margin(codes[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="features"):
+        predictor.tables.margin(codes[:, 1:])
+
+
+def test_leaf_tables_unused_when_they_differ_from_xgboost(scored, caplog):
+    """Tables checked against other trees than their own are refused, with the reason logged."""
+    model, _, _, _ = scored
+    begin, end = model.iteration_range
+    other = BoosterCalls(model.booster, (begin, end - 1), nthread=1)
+    assert leaf_tables(model.booster, model.iteration_range, other) is None
+    assert "margin differs from XGBoost's" in caplog.text
+
+
+def test_a_few_rows_answer_as_many_do(scored):
+    """Few rows go through the leaf tables, many through XGBoost: the same answers."""
+    model, predictor, frame, answers = scored
+    columns = _columns(frame.iloc[:240], model.contract.names)
+    assert predictor.trees(FEW_ROWS) is predictor.tables
+    assert predictor.trees(len(frame)) is predictor.calls
+    for start in range(0, 240, FEW_ROWS):
+        few = predictor.predict({n: v[start : start + FEW_ROWS] for n, v in columns.items()})
+        rows = slice(start, start + FEW_ROWS)
+        np.testing.assert_array_equal(few.probability, answers.probability[rows])
+        np.testing.assert_array_equal(few.decision, answers.decision[rows])
+        np.testing.assert_array_equal(few.reason_index, answers.reason_index[rows])
+        np.testing.assert_array_equal(few.reason_contribution, answers.reason_contribution[rows])
 
 
 def test_probabilities_are_the_models_calibrated_ones(scored):
