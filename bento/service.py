@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 from datetime import UTC, datetime
@@ -111,6 +112,11 @@ MISSING = Counter(
     documentation="Contract features the online store did not have, by feature",
     labelnames=["feature"],
 )
+# Each labelled child looked up once: ``labels()`` takes a lock and builds a key every call.
+_decisions = functools.cache(
+    lambda decision, by: DECISIONS.labels(decision=decision, decided_by=by)
+)
+_request_seconds = functools.cache(lambda endpoint: REQUEST_SECONDS.labels(endpoint=endpoint))
 
 
 # BentoML serves the Swagger UI at / and the spec at /docs.json; /docs leads to the UI.
@@ -150,7 +156,7 @@ class CreditScorer:
         logged = []
         for application, score in zip(applications, scores, strict=True):
             SCORES.observe(score.default_probability)
-            DECISIONS.labels(decision=score.decision, decided_by=score.decided_by).inc()
+            _decisions(score.decision, score.decided_by).inc()
             for feature in score.missing_features:
                 MISSING.labels(feature=feature).inc()
             logged.append({
@@ -161,7 +167,7 @@ class CreditScorer:
                 "rules_fired": score.rules_fired,
             })  # fmt: skip
         self.log.record(logged)
-        REQUEST_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        _request_seconds(endpoint).observe(time.perf_counter() - started)
         return [_prediction(score) for score in scores]
 
     def _answer_predict(self, applications: list[dict]) -> list[Prediction]:

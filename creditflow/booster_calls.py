@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+from collections.abc import Callable
 
 import numpy as np
 import xgboost as xgb
 from xgboost.core import _LIB, _check_call, c_bst_ulong
+
+# The contributions of the rows selected (an index array), as ``contributions`` gives them.
+Contributions = Callable[[np.ndarray], np.ndarray]
 
 # XGBoosterPredictFromDMatrix's prediction types (c_api.h).
 _MARGIN = 1
@@ -102,3 +106,7 @@ class BoosterCalls:
         finally:
             _check_call(_LIB.XGDMatrixFree(handle))
         return out.reshape(len(matrix), self.width + 1)
+
+    def evaluate(self, matrix: np.ndarray) -> tuple[np.ndarray, Contributions]:
+        """Each row's margin, and the contributions of the rows later selected."""
+        return self.margin(matrix), lambda rows: self.contributions(matrix[rows])

@@ -29,7 +29,7 @@ from treelite.core import _LIB as _TREELITE
 from treelite.core import _check_call
 from treelite.gtil.gtil import GTILConfig
 
-from creditflow.booster_calls import BoosterCalls
+from creditflow.booster_calls import BoosterCalls, Contributions
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +127,28 @@ class LeafTables:
         return out.astype(np.int64) + self.offsets
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
-        """The untransformed score (log-odds) of each row: float32 [n]. XGBoost adds the trees
-        one by one in float32 from the base margin; ``cumsum`` adds in that same order."""
-        values = self.values[self.leaves(matrix)]
-        start = np.full((len(values), 1), self.base_margin, dtype=_F32)
-        return np.cumsum(np.hstack([start, values]), axis=1, dtype=_F32)[:, -1]
+        """The untransformed score (log-odds) of each row: float32 [n]."""
+        return self._margin(self.leaves(matrix))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Approximate (Saabas) contributions: float32 [n, features + 1], the last column the
         bias; each row adds up to its margin."""
-        out = self.contributions_by_node[self.leaves(matrix)].sum(axis=1, dtype=_F32)
+        return self._contributions(self.leaves(matrix))
+
+    def evaluate(self, matrix: np.ndarray) -> tuple[np.ndarray, Contributions]:
+        """Each row's margin, and the contributions of the rows later selected: the leaves are
+        found once for both."""
+        leaves = self.leaves(matrix)
+        return self._margin(leaves), lambda rows: self._contributions(leaves[rows])
+
+    def _margin(self, leaves: np.ndarray) -> np.ndarray:
+        """XGBoost adds the trees one by one in float32 from the base margin; ``cumsum`` adds
+        in that same order."""
+        start = np.full((len(leaves), 1), self.base_margin, dtype=_F32)
+        return np.cumsum(np.hstack([start, self.values[leaves]]), axis=1, dtype=_F32)[:, -1]
+
+    def _contributions(self, leaves: np.ndarray) -> np.ndarray:
+        out = self.contributions_by_node[leaves].sum(axis=1, dtype=_F32)
         out[:, -1] += self.base_margin
         return out
 

@@ -82,10 +82,10 @@ class Predictor:
         setup would dominate, else XGBoost (creditflow/leaf_tables.py)."""
         return self.tables if self.tables is not None and rows <= FEW_ROWS else self.calls
 
-    def reasons(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def reasons(contributions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The features that raised each row's score most: (indices, contributions)."""
-        trees = self.trees(len(matrix))
-        contributions = trees.contributions(matrix)[:, :-1]  # the last column is the bias
+        contributions = contributions[:, :-1]  # the last column is the bias
         top = np.argsort(-contributions, axis=1, kind="stable")[:, :REASON_CODES]
         values = np.take_along_axis(contributions, top, axis=1).astype(np.float64)
         raised = values > 0
@@ -94,8 +94,8 @@ class Predictor:
     def predict(self, columns: Mapping[str, Sequence[Any]]) -> Answers:
         """Answers for the applications whose contract feature values are given as columns."""
         matrix = self.encoder.encode_columns(columns)
-        margin = self.trees(len(matrix)).margin(matrix).astype(np.float64)
-        raw = 1.0 / (1.0 + np.exp(-margin))
+        margin, contributions = self.trees(len(matrix)).evaluate(matrix)
+        raw = 1.0 / (1.0 + np.exp(-margin.astype(np.float64)))
         probability = self.calibration.apply(raw)
         missing = self.missing(columns, matrix)
         facts = Facts(columns, missing, self.categorical)
@@ -105,6 +105,7 @@ class Predictor:
         reason_contribution = np.full((n, REASON_CODES), np.nan)
         explain = np.flatnonzero(decision != DECISIONS[0])  # all but approvals
         if len(explain):
-            reason_index[explain], reason_contribution[explain] = self.reasons(matrix[explain])
+            explained = self.reasons(contributions(explain))
+            reason_index[explain], reason_contribution[explain] = explained
         return Answers(probability, decision, decided_by, fired, missing, reason_index,
                        reason_contribution)  # fmt: skip

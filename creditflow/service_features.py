@@ -99,6 +99,15 @@ class _Transform:
                 for name in self.features}  # fmt: skip
 
 
+def _map_sqlite(online_store: Any, config: Any, size: int = 1 << 30) -> None:
+    """Memory-mapped reads for the embedded SQLite online store: pages come from the OS's cache
+    without a ``pread`` call each (8% of a lookup here). A pragma on Feast's own connection."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    if isinstance(online_store, SqliteOnlineStore):
+        online_store._get_conn(config).execute(f"PRAGMA mmap_size={size}")
+
+
 class ServiceFeatures:
     """Reads a FeatureService's features for entity rows (keys + request data)."""
 
@@ -109,6 +118,7 @@ class ServiceFeatures:
         self.store = store
         self.config = store.config
         self.online_store = get_online_store_from_config(store.config.online_store)
+        _map_sqlite(self.online_store, self.config)
         needed: dict[str, list[str]] = {}  # batch view -> features to read
         transforms: list[_Transform] = []
         self.names: list[str] = []
