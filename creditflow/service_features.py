@@ -112,13 +112,9 @@ class ServiceFeatures:
     """Reads a FeatureService's features for entity rows (keys + request data)."""
 
     def __init__(self, store: FeatureStore, service_name: str) -> None:
-        from feast.infra.online_stores.helpers import get_online_store_from_config
-
         service = get_service(store, service_name)
         self.store = store
         self.config = store.config
-        self.online_store = get_online_store_from_config(store.config.online_store)
-        _map_sqlite(self.online_store, self.config)
         needed: dict[str, list[str]] = {}  # batch view -> features to read
         transforms: list[_Transform] = []
         self.names: list[str] = []
@@ -140,6 +136,15 @@ class ServiceFeatures:
             view = store.get_feature_view(name)
             self.reads.append(_BatchRead(view, tuple(dict.fromkeys(features))))
         self.transforms = tuple(transforms)
+
+    @cached_property
+    def online_store(self) -> Any:
+        """Opened at the first online read: batch scoring never opens it."""
+        from feast.infra.online_stores.helpers import get_online_store_from_config
+
+        online_store = get_online_store_from_config(self.config.online_store)
+        _map_sqlite(online_store, self.config)
+        return online_store
 
     def read(
         self, rows: Sequence[Mapping[str, Any]], now: datetime | None = None

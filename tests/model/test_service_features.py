@@ -89,3 +89,27 @@ def test_a_value_older_than_its_ttl_is_missing_online(demo_home, store, features
         pd.DataFrame(row).assign(event_timestamp=pd.Timestamp.now(tz="UTC"), row=0), "row"
     )
     assert all(np.isnan(joined[name]).all() for name in BUREAU)
+
+
+def test_on_demand_view_answers_one_row_as_it_answers_many(features):
+    """The on-demand view computes a request's one row with Python floats and many rows with
+    numpy (feature_repo/on_demand.py): the same values, missing and zero divisors included."""
+    (transform,) = features.transforms
+    inputs = [f.name for f in transform.view.source_request_sources["application"].schema]
+    inputs += [f.name for s in transform.view.source_feature_view_projections.values()
+               for f in s.features]  # fmt: skip
+    rng = np.random.default_rng(5)
+    rows = [
+        {name: float(rng.integers(0, 4)) if rng.random() > 0.2 else None for name in inputs}
+        for _ in range(400)
+    ]  # fmt: skip  (zeros and None on purpose)
+    rows += [{name: float(rng.uniform(1, 1e6)) for name in inputs} for _ in range(100)]
+    many = transform.apply({name: [row[name] for row in rows] for name in inputs})
+    for index, row in enumerate(rows):
+        one = transform.apply({name: [value] for name, value in row.items()})
+        for name, values in one.items():
+            expected = many[name][index]
+            assert values == [expected] or (expected != expected and values[0] != values[0]), (
+                name, row)  # fmt: skip
+    assert any(v is None for v in many["loan_to_income"])  # the edge cases were there
+    assert any(v is not None for v in many["loan_to_income"])
