@@ -72,8 +72,13 @@ def choose_bands(labels: np.ndarray, probabilities: np.ndarray, grid: int = 101)
     }
 
 
+def band_ranks(probabilities: np.ndarray, bands: dict) -> np.ndarray:
+    """The band of each calibrated default probability, as an index of DECISIONS (0 approve,
+    1 review, 2 decline): what the business rules start from."""
+    p = np.asarray(probabilities, dtype=float)
+    return np.where(p < bands["approve_below"], 0, 1 + (p >= bands["decline_at"]))
+
+
 def decide(probabilities: np.ndarray, bands: dict) -> np.ndarray:
     """approve / review / decline for each calibrated default probability."""
-    p = np.asarray(probabilities, dtype=float)
-    approve, decline = p < bands["approve_below"], p >= bands["decline_at"]
-    return np.where(approve, DECISIONS[0], np.where(decline, DECISIONS[2], DECISIONS[1]))
+    return np.asarray(DECISIONS)[band_ranks(probabilities, bands)]

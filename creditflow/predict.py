@@ -24,7 +24,7 @@ from creditflow.booster_calls import BoosterCalls
 from creditflow.calibration import Calibration
 from creditflow.encoding import MANY_ROWS, RowEncoder
 from creditflow.leaf_tables import FEW_ROWS, LeafTables, leaf_tables
-from creditflow.policy import DECISIONS, decide
+from creditflow.policy import DECISIONS, band_ranks
 from creditflow.rules import RULE_IDS, Facts, apply_rules
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ class Predictor:
         self.model = model
         self.names = model.contract.names
         self.categorical = model.contract.categorical
+        self.categorical_columns = [
+            (index, name) for index, name in enumerate(self.names) if name in self.categorical
+        ]
         self.encoder = RowEncoder(model.booster, model.contract)
         self.calls = BoosterCalls(model.booster, model.iteration_range, model.nthread)
         self.tables = leaf_tables(model.booster, model.iteration_range, self.calls)
@@ -67,14 +70,13 @@ class Predictor:
         when missing; a categorical one is also NaN for a category the model never saw."""
         missing = np.isnan(matrix)
         few = len(matrix) <= MANY_ROWS  # a few rows: a Python test beats pandas' setup
-        for index, name in enumerate(self.names):
-            if name in self.categorical:
-                column = columns[name]
-                missing[:, index] = (
-                    [v is None or v != v for v in column]  # None, or NaN (v != v)
-                    if few
-                    else pd.isna(np.asarray(column, dtype=object))
-                )
+        for index, name in self.categorical_columns:
+            column = columns[name]
+            missing[:, index] = (
+                [v is None or v != v for v in column]  # None, or NaN (v != v)
+                if few
+                else pd.isna(np.asarray(column, dtype=object))
+            )
         return missing
 
     def trees(self, rows: int) -> LeafTables | BoosterCalls:
@@ -99,7 +101,7 @@ class Predictor:
         probability = self.calibration.apply(raw)
         missing = self.missing(columns, matrix)
         facts = Facts(columns, missing, self.categorical)
-        decision, decided_by, fired = apply_rules(decide(probability, self.bands), facts)
+        decision, decided_by, fired = apply_rules(band_ranks(probability, self.bands), facts)
         n = len(probability)
         reason_index = np.full((n, REASON_CODES), -1, dtype=np.int64)
         reason_contribution = np.full((n, REASON_CODES), np.nan)

@@ -59,24 +59,20 @@ RULES: tuple[Rule, ...] = (
          lambda f: f["loan_to_income"] > MAX_AUTOMATIC_LOAN_TO_INCOME),
 )  # fmt: skip
 RULE_IDS = tuple(rule.id for rule in RULES)
-_OUTCOMES = np.array(DECISIONS, dtype=object)  # by severity
+_OUTCOMES = np.array(DECISIONS, dtype=object)  # by severity: an index of DECISIONS
 _BANDS = np.array([f"band:{d}" for d in DECISIONS], dtype=object)  # by severity
 
 
-def apply_rules(
-    band_decisions: np.ndarray, facts: Facts
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(decisions, what decided each, fired[application, rule]).
+def apply_rules(band_ranks: np.ndarray, facts: Facts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(decisions, what decided each, fired[application, rule]), from the model's bands as
+    indices of DECISIONS (``policy.band_ranks``).
 
     What decided it is ``band:<decision>`` when the model's band stands, or the id of the
     strictest rule that overrode it (the first declared, among equally strict ones).
     """
-    bands = np.asarray(band_decisions, dtype=object)
-    severity = np.zeros(len(bands), dtype=np.int64)
-    for decision, rank in SEVERITY.items():
-        severity[bands == decision] = rank
+    severity = np.array(band_ranks, dtype=np.int64)  # a copy: raised by the rules below
     decided_by = _BANDS[severity]
-    fired = np.zeros((len(bands), len(RULES)), dtype=bool)
+    fired = np.zeros((len(severity), len(RULES)), dtype=bool)
     for index, rule in enumerate(RULES):
         fired[:, index] = rule.fires(facts)
         stricter = fired[:, index] & (SEVERITY[rule.outcome] > severity)

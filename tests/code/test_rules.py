@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from creditflow.policy import DECISIONS
 from creditflow.rules import MAX_AUTOMATIC_LOAN_TO_INCOME, RULE_IDS, RULES, Facts, apply_rules
 
 NAMES = ("bankruptcies", "loan_to_income", "credit_card_due")
@@ -12,7 +13,8 @@ def _apply(band: str, bankruptcies=0, loan_to_income=0.1, missing=()):
     columns = {"bankruptcies": [bankruptcies], "loan_to_income": [loan_to_income],
                "credit_card_due": [None if "credit_card_due" in missing else 100.0]}  # fmt: skip
     flags = np.array([[name in missing for name in NAMES]])
-    decisions, decided_by, fired = apply_rules(np.array([band]), Facts(columns, flags))
+    band_rank = np.array([DECISIONS.index(band)])
+    decisions, decided_by, fired = apply_rules(band_rank, Facts(columns, flags))
     return decisions[0], decided_by[0], [RULE_IDS[i] for i in np.flatnonzero(fired[0])]
 
 
@@ -56,7 +58,7 @@ def test_a_rule_never_loosens_the_band():
 def test_rows_are_decided_independently():
     columns = {"bankruptcies": [0, 3, 0], "loan_to_income": [0.1, 0.1, 0.9]}
     decisions, decided_by, _ = apply_rules(
-        np.array(["approve", "review", "approve"]), Facts(columns, np.zeros((3, 2), bool))
+        np.array([0, 1, 0]), Facts(columns, np.zeros((3, 2), bool))
     )
     assert list(decisions) == ["approve", "decline", "review"]
     assert list(decided_by) == ["band:approve", "HARD_DECLINE_BANKRUPTCIES",
