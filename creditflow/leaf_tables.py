@@ -108,6 +108,8 @@ class LeafTables:
         self.base_margin = _base_margin(learner)
         self.values, self.contributions_by_node = _tables(trees, self.width)
         self.offsets = np.cumsum([0] + [len(t["left_children"]) for t in trees[:-1]])
+        first = slice(0, self.offsets[1] if len(trees) > 1 else len(self.values))
+        self.values[first] += self.base_margin  # what XGBoost's first addition gives, in float32
         self._model = treelite.frontend.from_xgboost(trees_booster)
         self._config = GTILConfig(nthread=1, predict_type="leaf_id")
         self._leaf_type = np.dtype(self._model.output_type)
@@ -143,9 +145,8 @@ class LeafTables:
 
     def _margin(self, leaves: np.ndarray) -> np.ndarray:
         """XGBoost adds the trees one by one in float32 from the base margin; ``cumsum`` adds
-        in that same order."""
-        start = np.full((len(leaves), 1), self.base_margin, dtype=_F32)
-        return np.cumsum(np.hstack([start, self.values[leaves]]), axis=1, dtype=_F32)[:, -1]
+        in that same order (the first tree's values hold the base margin already)."""
+        return np.cumsum(self.values[leaves], axis=1, dtype=_F32)[:, -1]
 
     def _contributions(self, leaves: np.ndarray) -> np.ndarray:
         out = self.contributions_by_node[leaves].sum(axis=1, dtype=_F32)
