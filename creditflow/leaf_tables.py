@@ -38,7 +38,9 @@ _F32 = np.float32
 # and contributions); GTIL walks a row's trees in 7.5 µs against XGBoost's 3.2, so from about
 # 32 rows on XGBoost's own loops win.
 FEW_ROWS = 16
-_PREDICT = _TREELITE.TreeliteGTILPredict
+# Through PyDLL: the call (11 µs for a row) keeps the interpreter lock. ctypes' CDLL would
+# release it, and taking it back mid-request can mean waiting for another thread.
+_PREDICT = ctypes.PyDLL(_TREELITE._name).TreeliteGTILPredict
 _PREDICT.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64,
                      ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
 
