@@ -38,51 +38,31 @@ def _feature_types(model) -> list[str]:
     return ["c" if n in model.contract.categorical else "q" for n in model.contract.names]
 
 
-def test_booster_calls_equal_xgboosts_public_api(scored):
-    """The C calls of creditflow/booster_calls.py against DMatrix predictions with the feature
-    names and types: categorical splits, unknown categories and missing values included."""
+@pytest.mark.parametrize("evaluator", ["calls", "tables"])
+def test_tree_evaluators_equal_xgboosts_public_api(scored, evaluator):
+    """The C calls of creditflow/booster_calls.py and the leaf tables of
+    creditflow/leaf_tables.py, bit for bit against DMatrix predictions with the feature names
+    and types: categorical splits, unknown categories and missing values included."""
     model, predictor, frame, _ = scored
-    matrix = training_frame(frame, model.contract)
-    data = xgb.DMatrix(matrix, enable_categorical=True)
-    codes = predictor.encoder.encode_columns(_columns(frame, model.contract.names))
-    assert np.isnan(codes).any(axis=0).sum() >= 3  # missing values in several features
-    trees = model.iteration_range
-    np.testing.assert_array_equal(
-        predictor.calls.margin(codes),
-        model.booster.predict(data, output_margin=True, iteration_range=trees),
-    )
-    np.testing.assert_array_equal(
-        predictor.calls.contributions(codes),
-        model.booster.predict(
-            data, pred_contribs=True, approx_contribs=True, iteration_range=trees
-        ),  # fmt: skip
-    )
-    assert predictor.calls.margin(codes[:0]).shape == (0,)
-    with pytest.raises(ValueError, match="features"):
-        predictor.calls.margin(codes[:, 1:])
-
-
-def test_leaf_tables_equal_xgboosts_public_api(scored):
-    """creditflow/leaf_tables.py bit for bit against XGBoost, on real rows with categorical
-    splits, unknown categories and missing values."""
-    model, predictor, frame, _ = scored
-    assert predictor.tables is not None  # the trained model passed the probe check
+    trees = getattr(predictor, evaluator)
+    assert trees is not None  # the tables: the trained model passed the probe check
     data = xgb.DMatrix(training_frame(frame, model.contract), enable_categorical=True)
     codes = predictor.encoder.encode_columns(_columns(frame, model.contract.names))
-    trees = model.iteration_range
+    assert np.isnan(codes).any(axis=0).sum() >= 3  # missing values in several features
+    iterations = model.iteration_range
     np.testing.assert_array_equal(
-        predictor.tables.margin(codes),
-        model.booster.predict(data, output_margin=True, iteration_range=trees),
+        trees.margin(codes),
+        model.booster.predict(data, output_margin=True, iteration_range=iterations),
     )
     np.testing.assert_array_equal(
-        predictor.tables.contributions(codes),
+        trees.contributions(codes),
         model.booster.predict(
-            data, pred_contribs=True, approx_contribs=True, iteration_range=trees
+            data, pred_contribs=True, approx_contribs=True, iteration_range=iterations
         ),  # fmt: skip
     )
-    assert predictor.tables.margin(codes[:0]).shape == (0,)
+    assert trees.margin(codes[:0]).shape == (0,)
     with pytest.raises(ValueError, match="features"):
-        predictor.tables.margin(codes[:, 1:])
+        trees.margin(codes[:, 1:])
 
 
 def test_leaf_tables_unused_when_they_differ_from_xgboost(scored, caplog):
