@@ -9,7 +9,8 @@ plus those leaves' values, and the approximate (Saabas) contributions are fixed 
 from the root. So this module finds the leaves with Treelite's GTIL (dmlc's tree-inference
 library, reading the same model, categorical splits and default directions included) and adds
 up one table row per leaf, built once from the booster's own JSON with XGBoost's float32
-arithmetic in XGBoost's order: both answers in about 0.02 ms, bit for bit XGBoost's.
+arithmetic in XGBoost's order: both answers for a row in 0.04 ms, 0.07 ms with cold caches
+(XGBoost's two calls: 0.23 and 0.29 ms), bit for bit XGBoost's.
 
 That equality is checked, not assumed: :func:`leaf_tables` compares the tables with XGBoost on
 probe rows when the model loads and, should they ever differ (a model or library change),
@@ -45,7 +46,9 @@ _PREDICT.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c
                      ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
 
 
-def _node_means(left: list[int], right: list[int], value: np.ndarray, hessian: np.ndarray):
+def _node_means(
+    left: list[int], right: list[int], value: np.ndarray, hessian: np.ndarray
+) -> np.ndarray:
     """Each node's cover-weighted mean leaf value, as XGBoost's ``FillNodeMeanValues``."""
     means = np.zeros(len(left), dtype=_F32)
 
@@ -99,6 +102,8 @@ class LeafTables:
     """Margins and approximate contributions of one booster's trees, from per-leaf tables."""
 
     def __init__(self, booster: xgb.Booster, iteration_range: tuple[int, int]) -> None:
+        # A slice drops the booster's category names (encoding.py reads them from the whole
+        # booster), not its trees' categorical splits.
         trees_booster = booster[int(iteration_range[0]) : int(iteration_range[1])]
         learner = json.loads(trees_booster.save_raw("json"))["learner"]
         kind = (learner["objective"]["name"], learner["gradient_booster"]["name"],
