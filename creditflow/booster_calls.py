@@ -45,6 +45,13 @@ def _array_interface(matrix: np.ndarray) -> bytes:
     )
 
 
+def float32_rows(matrix: np.ndarray, width: int) -> np.ndarray:
+    """The C-contiguous float32 rows both tree evaluators read, ``width`` features each."""
+    if matrix.ndim != 2 or matrix.shape[1] != width:
+        raise ValueError(f"expected a matrix of {width} features, got {matrix.shape}")
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
 class BoosterCalls:
     """Margins and approximate contributions of one booster over float32 feature matrices."""
 
@@ -60,11 +67,6 @@ class BoosterCalls:
         self._contribution_args = _arguments(type=_APPROX_CONTRIBUTIONS, **trees)
         self._matrix_args = _arguments(missing=float("nan"), nthread=nthread or -1)
 
-    def _checked(self, matrix: np.ndarray) -> np.ndarray:
-        if matrix.ndim != 2 or matrix.shape[1] != self.width:
-            raise ValueError(f"expected a matrix of {self.width} features, got {matrix.shape}")
-        return np.ascontiguousarray(matrix, dtype=np.float32)
-
     def _predicted(self, call, *args: object) -> np.ndarray:
         """Runs a C predict call; copies its answer out of the booster's own buffer."""
         shape = ctypes.POINTER(c_bst_ulong)()
@@ -77,7 +79,7 @@ class BoosterCalls:
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
         """The untransformed score (log-odds) of each row: float32 [n]."""
-        matrix = self._checked(matrix)
+        matrix = float32_rows(matrix, self.width)
         if not len(matrix):
             return np.empty(0, dtype=np.float32)
         out = self._predicted(
@@ -89,7 +91,7 @@ class BoosterCalls:
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Approximate (Saabas) contributions: float32 [n, features + 1], the last column the
         bias; each row adds up to its margin."""
-        matrix = self._checked(matrix)
+        matrix = float32_rows(matrix, self.width)
         if not len(matrix):
             return np.empty((0, self.width + 1), dtype=np.float32)
         handle = ctypes.c_void_p()

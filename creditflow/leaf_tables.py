@@ -13,7 +13,7 @@ arithmetic in XGBoost's order: both answers for a row in 0.04 ms, 0.07 ms with c
 (XGBoost's two calls: 0.23 and 0.29 ms), bit for bit XGBoost's.
 
 That equality is checked, not assumed: :func:`leaf_tables` compares the tables with XGBoost on
-probe rows when the model loads and, should they ever differ (a model or library change),
+probe rows when they are built and, should they ever differ (a model or library change),
 logs why and leaves every row to XGBoost. tests/model/test_predict.py compares real rows.
 """
 
@@ -30,7 +30,7 @@ from treelite.core import _LIB as _TREELITE
 from treelite.core import _check_call
 from treelite.gtil.gtil import GTILConfig
 
-from creditflow.booster_calls import BoosterCalls, Contributions
+from creditflow.booster_calls import BoosterCalls, Contributions, float32_rows
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,18 @@ def _node_means(
     return means
 
 
-def _tables(trees: list[dict], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(value, contribution) per node of all trees, rows of the leaves only filled: a leaf's
-    value, and what XGBoost's ``CalculateApproxContributions`` adds for a row reaching it."""
+def _tables(
+    trees: list[dict], width: int, base_margin: np.float32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value, contribution) per node of all trees, rows of the leaves only filled, and where
+    each tree's nodes start. A leaf's value (the first tree's plus the base margin: XGBoost
+    adds the trees one by one to it, so that is its first sum, in float32), and what XGBoost's
+    ``CalculateApproxContributions`` adds for a row reaching the leaf."""
     sizes = [len(tree["left_children"]) for tree in trees]
+    offsets = np.cumsum([0, *sizes[:-1]])
     values = np.zeros(sum(sizes), dtype=_F32)
     contributions = np.zeros((sum(sizes), width + 1), dtype=_F32)  # the last column: bias
-    offset = 0
-    for tree, size in zip(trees, sizes, strict=True):
+    for tree, offset in zip(trees, offsets, strict=True):
         left, right, feature = tree["left_children"], tree["right_children"], tree["split_indices"]
         value = np.asarray(tree["split_conditions"], dtype=_F32)  # a leaf's value, at a leaf
         means = _node_means(left, right, value, np.asarray(tree["sum_hessian"], dtype=_F32))
@@ -88,8 +92,8 @@ def _tables(trees: list[dict], width: int) -> tuple[np.ndarray, np.ndarray]:
                 step = path.copy()
                 step[feature[node]] += _F32(means[child] - means[node])
                 stack.append((child, step))
-        offset += size
-    return values, contributions
+    values[: sizes[0]] += base_margin
+    return values, contributions, offsets
 
 
 def _base_margin(learner: dict) -> np.float32:
@@ -113,22 +117,16 @@ class LeafTables:
         trees = learner["gradient_booster"]["model"]["trees"]
         self.width = booster.num_features()
         self.base_margin = _base_margin(learner)
-        self.values, self.contributions_by_node = _tables(trees, self.width)
-        self.offsets = np.cumsum([0] + [len(t["left_children"]) for t in trees[:-1]])
-        first = slice(0, self.offsets[1] if len(trees) > 1 else len(self.values))
-        self.values[first] += self.base_margin  # what XGBoost's first addition gives, in float32
+        self.values, self.contributions_by_node, self.offsets = _tables(
+            trees, self.width, self.base_margin
+        )
         self._model = treelite.frontend.from_xgboost(trees_booster)
         self._config = GTILConfig(nthread=1, predict_type="leaf_id")
         self._leaf_type = np.dtype(self._model.output_type)
 
-    def _checked(self, matrix: np.ndarray) -> np.ndarray:
-        if matrix.ndim != 2 or matrix.shape[1] != self.width:
-            raise ValueError(f"expected a matrix of {self.width} features, got {matrix.shape}")
-        return np.ascontiguousarray(matrix, dtype=_F32)
-
     def leaves(self, matrix: np.ndarray) -> np.ndarray:
         """Each row's leaf in every tree, as a row index of the tables: int [n, trees]."""
-        matrix = self._checked(matrix)
+        matrix = float32_rows(matrix, self.width)
         out = np.empty((len(matrix), len(self.offsets)), dtype=self._leaf_type)
         if len(matrix):
             _check_call(_PREDICT(self._model.handle, matrix.ctypes.data, b"float32",
@@ -152,7 +150,7 @@ class LeafTables:
 
     def _margin(self, leaves: np.ndarray) -> np.ndarray:
         """XGBoost adds the trees one by one in float32 from the base margin; ``cumsum`` adds
-        in that same order (the first tree's values hold the base margin already)."""
+        in that same order (the first tree's values hold the base margin)."""
         return np.cumsum(self.values[leaves], axis=1, dtype=_F32)[:, -1]
 
     def _contributions(self, leaves: np.ndarray) -> np.ndarray:
