@@ -47,6 +47,7 @@ class Scorer:
         self.model = model
         self.store = store or get_store()
         self.predictor = Predictor(model)
+        self.predictor.tables  # built now, not by the first request  # noqa: B018
         self.features = ServiceFeatures(self.store, model.contract.service)
         self.names = model.contract.names
 
