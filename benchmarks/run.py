@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False)
 
 def bench_generate(loans: int, folder: Path) -> dict:
     """Demo world generation + parquet write; target: 1M loans in under 60 s."""
-    from ingestion.demo_world import generate_world, write_world
+    from creditflow.demo_world.generator import generate_world, write_world
 
     start = time.perf_counter()
     write_world(generate_world(loans, seed=0), folder)
@@ -41,8 +41,8 @@ def bench_generate(loans: int, folder: Path) -> dict:
 
 def bench_ingest(folder: Path) -> dict:
     """`creditflow ingest` of the loans table: read, validate, write, log; >= 200k rows/s."""
-    from ingestion.ingest import ingest
-    from ingestion.readers import read_source
+    from creditflow.ingestion.ingest import ingest
+    from creditflow.ingestion.readers import read_source
 
     settings = get_settings().model_copy(update={"home": folder / "home"})
     start = time.perf_counter()
@@ -66,12 +66,12 @@ def bench_training(loans: int, folder: Path) -> list[dict]:
     import sys
 
     from creditflow.config import FEATURE_REPO, export_environment
-    from ingestion.demo_world import generate_world, write_world
-    from ingestion.ingest import ingest
-    from ingestion.readers import read_files
-    from training.dataset import build_training_set, time_split
-    from training.model import fit
-    from training.tune import tune
+    from creditflow.demo_world.generator import generate_world, write_world
+    from creditflow.ingestion.ingest import ingest
+    from creditflow.ingestion.readers import read_files
+    from creditflow.training.dataset import build_training_set, time_split
+    from creditflow.training.model import fit
+    from creditflow.training.tune import tune
 
     settings = get_settings().model_copy(update={"home": folder / f"train-{loans}"})
     raw = write_world(generate_world(loans, seed=0), settings.raw_dir)
@@ -117,6 +117,13 @@ def main(
     batch_rows: Annotated[int, typer.Option(help="Applications for score-batch.")] = 1_000_000,
     serving: Annotated[bool, typer.Option(help="Serving load benchmark (HTTP).")] = True,
     serving_seconds: Annotated[float, typer.Option(help="Measured seconds per load run.")] = 10.0,
+    public_clients: Annotated[
+        str,
+        typer.Option(
+            help="Client counts for /predict served with CREDITFLOW_FAST_PATHS=0, "
+            "comma-separated ('' to skip)."
+        ),
+    ] = "1,8",
     home: Annotated[
         Path | None,
         typer.Option(
@@ -139,7 +146,8 @@ def main(
         if scoring:
             results += run_in_home(served, batch_rows)
         if serving:
-            results += bench_serving(served, serving_seconds)
+            public = tuple(int(x) for x in public_clients.split(",") if x.strip())
+            results += bench_serving(served, serving_seconds, public_paths=public)
     # cpu %: of one core (2 here), for the server, the load generator and everything else.
     columns = ("benchmark", "value", "p50 / p99 ms", "cpu % srv/gen/other", "target", "ratio")
     table = Table(*columns, title="ratio >= 1 meets the target")

@@ -32,13 +32,13 @@ import typer
 from creditflow.config import (
     FEATURE_REPO,
     MODEL_FEATURE_SERVICE,
-    REPO_ROOT,
     Settings,
     environment,
     get_settings,
 )
 
 BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH_ROWS = 100  # applications per /predict_batch call
 BATCH_CONCURRENCY = 2
 
@@ -93,11 +93,12 @@ def build_home(
     """Build a demo home the way `make demo` does (the environment must already name it)."""
     from datetime import UTC, datetime
 
-    from ingestion.demo_world import generate_world, write_world
-    from ingestion.ingest import ingest
-    from ingestion.readers import read_files
-    from training.pipeline import train
-    from training.promotion import champion_tag, promote
+    from creditflow.demo_world.generator import generate_world, write_world
+    from creditflow.ingestion.ingest import ingest
+    from creditflow.ingestion.readers import read_files
+    from creditflow.model.stages import champion_tag
+    from creditflow.training.pipeline import train
+    from creditflow.training.promotion import promote
 
     settings = get_settings()
     if settings.home != folder.expanduser().resolve():
@@ -117,7 +118,7 @@ def build_home(
 
 def applications(settings: Settings, count: int = 2000) -> list[dict[str, Any]]:
     """The newest ``count`` distinct real applicants of the home, as /predict bodies."""
-    from ingestion.offline import newest_applications
+    from creditflow.ingestion.offline import newest_applications
 
     rows = newest_applications(settings, count)
     if not rows:
@@ -236,18 +237,27 @@ def ratio_row(name: str, value: float | None, unit: str, target: str, ratio: flo
 
 
 def bench_serving(
-    home: Path, duration_s: float = 10, concurrencies: tuple[int, ...] = (1, 8, 32)
+    home: Path,
+    duration_s: float = 10,
+    concurrencies: tuple[int, ...] = (1, 8, 32),
+    public_paths: tuple[int, ...] = (1, 8),
 ) -> list[dict]:
     """/predict, /noop and feast serve throughput and latency per concurrency, the targets
-    derived from them, and /predict_batch rows/s; both servers run for the whole benchmark."""
+    derived from them, and /predict_batch rows/s; the servers run for the whole benchmark.
+    At the ``public_paths`` concurrencies, also /predict of a second service run with the public
+    APIs only (CREDITFLOW_FAST_PATHS=0), right after ours: what the fast paths are worth."""
     settings = home_settings(home)
     env = home_environment(settings)
     apps = applications(settings)
     warmup = max(0.5, min(2.0, duration_s / 5))
     port, feast_port = free_port(), free_port()
     base, feast_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{feast_port}"
-    bento = [str(BIN / "bentoml"), "serve", "bento.service:CreditScorer", "--host", "127.0.0.1",
-             "--port", str(port)]  # fmt: skip
+    bento = [str(BIN / "bentoml"), "serve", "creditflow.bento.service:CreditScorer",
+             "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    public_port = free_port()
+    public_base = f"http://127.0.0.1:{public_port}"
+    public_bento = [*bento[:-1], str(public_port)]
+    public_env = {**env, "CREDITFLOW_FAST_PATHS": "0"}
     # 1 worker; -r 0: no registry-refresh timer thread; --max-requests 0: gunicorn would otherwise
     # restart the worker every ~1000 requests (its default), resetting connections mid-run. Its
     # access log stays on, as BentoML's does by default.
@@ -261,6 +271,7 @@ def bench_serving(
             "predict": apps,
             "noop": apps,
             "feast": [feast_body(a) for a in apps],
+            "public": apps,
             "batch": [
                 {"applications": apps[i : i + BATCH_ROWS]}
                 for i in range(0, len(apps) - BATCH_ROWS + 1, BATCH_ROWS)
@@ -270,15 +281,21 @@ def bench_serving(
             (folder / f"{name}.json").write_text(json.dumps(bodies))
         targets = {
             "predict": ("/predict", f"{base}/predict"),
+            "public": ("/predict, public APIs only (CREDITFLOW_FAST_PATHS=0)",
+                       f"{public_base}/predict"),
             "noop": ("/noop (framework floor)", f"{base}/noop"),
             "feast": ("feast serve /get-online-features", f"{feast_base}/get-online-features"),
-        }
-        with (  # both start at once: each takes 15-30 s to import and load
-            running("bentoml", bento, REPO_ROOT, env, folder) as ours,
-            running("feast", feast, FEATURE_REPO, env, folder) as theirs,
-        ):
+        }  # fmt: skip
+        with contextlib.ExitStack() as stack:  # all start at once: each takes 15-30 s to load
+            ours = stack.enter_context(running("bentoml", bento, REPO_ROOT, env, folder))
+            theirs = stack.enter_context(running("feast", feast, FEATURE_REPO, env, folder))
+            public = (stack.enter_context(running("bentoml-public", public_bento, REPO_ROOT,
+                                                  public_env, folder))
+                      if public_paths else None)  # fmt: skip
             wait_ready(ours, f"{base}/readyz")
             wait_ready(theirs, f"{feast_base}/health")
+            if public:
+                wait_ready(public, f"{public_base}/readyz")
             check_feast_answer(files["feast"][0], _post(targets["feast"][1], files["feast"][0]))
             try:  # a failing /predict is still measured: its errors show in the table
                 _post(targets["predict"][1], apps[0])
@@ -287,7 +304,9 @@ def bench_serving(
             results: dict[tuple[str, int], dict] = {}
             for c in concurrencies:
                 for key, (label, url) in targets.items():
-                    at = theirs if key == "feast" else ours
+                    if key == "public" and c not in public_paths:
+                        continue
+                    at = {"feast": theirs, "public": public}.get(key, ours)
                     result = load(url, folder / f"{key}.json", c, duration_s, warmup, at)
                     results[key, c] = result
                     rows.append(throughput_row(label, c, result))
@@ -301,6 +320,11 @@ def bench_serving(
         vs = predict / noop if noop else None
         rows.append(ratio_row(f"/predict throughput vs no-op endpoint at c={c}", vs, "x",
                               ">= 0.7x", vs and vs / 0.7))  # fmt: skip
+        if c in public_paths:
+            public_rps = results["public", c]["rps"]
+            vs = predict / public_rps if public_rps else None
+            rows.append(ratio_row(f"/predict throughput vs public APIs only at c={c}", vs, "x",
+                                  "-", None))  # fmt: skip
     if 8 in concurrencies:
         p50, p99 = results["predict", 8]["p50_ms"], results["predict", 8]["p99_ms"]
         spread = p99 / p50 if p50 and p99 else None

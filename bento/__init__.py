@@ -1,3 +1,2 @@
-"""Serving: the in-process scorer and the BentoML service."""
-
-import creditflow  # noqa: F401  (OpenMP settings before XGBoost loads)
+"""Serving: the BentoML service (one class), the in-process online scorer, micro-batching of
+concurrent requests and the prediction log. Built into a bento by ``bentofile.yaml``."""

@@ -30,8 +30,9 @@ class MicroBatcher(Generic[T, R]):
         self.work = work
         self.max_size = max_size
         # Each turn of the loop lets every request in flight advance one step through the
-        # framework towards the queue. 8 clients here: 1 turn, 3.1 requests a batch; 3 turns,
-        # 8 a batch and 20% more throughput; a lone request waits 3 turns (microseconds).
+        # framework towards the queue. At 8 clients 3 turns gathered about all 8 requests in a
+        # batch where 1 turn gathered 3 (docs/benchmarks.md); a lone request waits 3 turns
+        # (microseconds).
         self.turns = turns
         self.pending: list[tuple[T, asyncio.Future[R]]] = []
         self.batches = 0  # counters, for the batch-size metric

@@ -3,11 +3,10 @@
 Requests add their rows to a buffer and return. A thread hands the buffer, pickled, to a
 writer *process* every ``HANDOFF_S``, and the writer writes batches to the database. The
 writer used to be a thread of the serving process: turning a batch into SQL parameters (JSON,
-SQLAlchemy's processing) held the interpreter lock for 10-20 ms, which every request in flight
-waited out (at 8 clients p99 was 2.7 times p50 with the log, 1.4 times without, and throughput
-8% lower). Pickling the same batch takes 0.2 ms. (Handing each request's rows to a
-``multiprocessing`` queue instead woke its feeder thread once per request: 15% slower at one
-client.)
+SQLAlchemy's processing) held the interpreter lock for milliseconds, which every request in
+flight waited out (tail latency and throughput suffered); pickling the same batch is far
+cheaper. (Handing each request's rows to a ``multiprocessing`` queue instead woke its feeder
+thread once per request: slower at one client.) Figures: docs/benchmarks.md.
 
 Nothing is lost silently. Rows in flight are held to ``capacity``: a row beyond it, rows a
 writer did not live to write (a new one replaces it), and rows the database still refuses
@@ -34,12 +33,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from prometheus_client import Counter
 
-from creditflow.db import predictions
+from creditflow.config import get_settings
+from creditflow.tables import predictions
 
 log = logging.getLogger(__name__)
 
 # How often buffered rows go to the writer. Small hand-offs hold the interpreter lock briefly:
-# at 8 clients, handing over 0.5 s of rows at once put p99 at 1.9 times p50, 50 ms at 1.5.
+# at 8 clients, handing over 0.5 s of rows at once raised p99 well above 50 ms hand-offs'
+# (docs/benchmarks.md).
 HANDOFF_S = 0.05
 
 DROPPED = Counter(
@@ -58,8 +59,9 @@ def entity_hasher(key_file: Path):
             handle.write(secrets.token_hex(32))
     key = bytes.fromhex(key_file.read_text().strip())
 
-    def entity_hash(dob_ssn: str, zipcode: int) -> str:
-        return hmac.new(key, f"{dob_ssn}|{zipcode}".encode(), hashlib.sha256).hexdigest()
+    def entity_hash(*keys: object) -> str:
+        """The hash of an application's entity key values (``APPLICATIONS.key``, in order)."""
+        return hmac.new(key, "|".join(map(str, keys)).encode(), hashlib.sha256).hexdigest()
 
     return entity_hash
 
@@ -102,7 +104,9 @@ class _Counts:
 
 class PredictionLog:
     def __init__(self, engine: sa.Engine, capacity: int = 50_000, batch_size: int = 500,
-                 interval_s: float = 0.2) -> None:  # fmt: skip
+                 interval_s: float | None = None) -> None:  # fmt: skip
+        # Default: the setting (CREDITFLOW_PREDICTION_LOG_INTERVAL_S), declared once.
+        interval_s = get_settings().prediction_log_interval_s if interval_s is None else interval_s
         self.engine = engine
         self.capacity = capacity
         self._context = multiprocessing.get_context("spawn")  # forking a threaded server: unsafe

@@ -1,8 +1,8 @@
 """The in-process online scoring path: online features -> vector -> model -> post-processing.
 
 Kept apart from the HTTP layer so that it can be tested, benchmarked and reused without
-BentoML. The feature values come from the online store (``creditflow/service_features.py``);
-everything after that is ``creditflow/predict.py``, shared with batch scoring.
+BentoML. The feature values come from the online store (``creditflow/store/service_features.py``);
+everything after that is ``postprocessing/predict.py``, shared with batch scoring.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from creditflow.features import get_store
-from creditflow.predict import Predictor
-from creditflow.service_features import ServiceFeatures
-from training.registry import LoadedModel
+from creditflow.model.registry import LoadedModel
+from creditflow.postprocessing.predict import Predictor
+from creditflow.store.features import get_store
+from creditflow.store.service_features import ServiceFeatures
 
 
 @dataclass(frozen=True)

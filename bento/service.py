@@ -17,16 +17,19 @@ from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from bento.microbatch import MicroBatcher
-from bento.prediction_log import PredictionLog, entity_hasher
-from bento.scoring import Score, Scorer
+from creditflow.bento.microbatch import MicroBatcher
+from creditflow.bento.prediction_log import PredictionLog, entity_hasher
+from creditflow.bento.scoring import Score, Scorer
 from creditflow.config import MAX_BATCH_DEFAULT, export_environment, get_settings
-from creditflow.db import get_engine
-from ingestion.contract import APPLICATIONS, request_model
-from training.promotion import require_champion
-from training.registry import from_stored
+from creditflow.contract import APPLICATIONS, request_model
+from creditflow.db import get_engine, serve_without_migrating
+from creditflow.migrate import schema_ready
+from creditflow.model.registry import from_stored
+from creditflow.model.stages import require_champion
 
 export_environment()
+# Before anything reads our tables (the champion, below): this process never migrates them.
+serve_without_migrating()
 
 PREDICT_BATCH = 64  # most concurrent /predict requests scored in one call
 
@@ -134,18 +137,23 @@ class CreditScorer:
         self.scorer = Scorer(from_stored(self.model_ref))
         self.max_batch = settings.max_batch
         self.entity_hash = entity_hasher(settings.home / "entity_hash.key")
+        self.engine = get_engine(settings)  # not migrated here: see __is_ready__
+        self.schema_at_head = False
         self.log = PredictionLog(
-            get_engine(settings), interval_s=settings.prediction_log_interval_s
+            self.engine, interval_s=settings.prediction_log_interval_s
         )  # its drops are counted in /metrics by bento/prediction_log.py
         self.batcher = MicroBatcher(self._answer_predict, max_size=PREDICT_BATCH)
-        # Everything loaded so far (Feast, BentoML, pandas, the model: ~360k objects) lives as
-        # long as the process. Frozen, the cyclic GC no longer walks it: a full collection
-        # took 230 ms here, a pause every request in flight would wait for.
+        # Everything loaded so far (Feast, BentoML, pandas, the model) lives as long as the
+        # process. Frozen, the cyclic GC no longer walks it: a full collection of it is a pause
+        # every request in flight would wait for (docs/benchmarks.md).
         gc.freeze()
 
     def __is_ready__(self) -> bool:
-        """Ready when the model is loaded and the online store answers a lookup."""
-        return self.scorer.store_reachable()
+        """Ready when our database is at the newest migration (the prediction log writes
+        there; asked on each probe until it is), the model is loaded and the online store
+        answers a lookup."""
+        self.schema_at_head = self.schema_at_head or schema_ready(self.engine)
+        return self.schema_at_head and self.scorer.store_reachable()
 
     def _answer(self, applications: list[dict], endpoint: str) -> list[Prediction]:
         started = time.perf_counter()
@@ -161,7 +169,7 @@ class CreditScorer:
                 MISSING.labels(feature=feature).inc()
             logged.append({
                 "prediction_id": score.prediction_id, "at": now, "model_tag": score.model_tag,
-                "entity_hash": self.entity_hash(application["dob_ssn"], application["zipcode"]),
+                "entity_hash": self.entity_hash(*(application[k] for k in APPLICATIONS.key)),
                 "features": score.features, "default_probability": score.default_probability,
                 "decision": score.decision, "decided_by": score.decided_by,
                 "rules_fired": score.rules_fired,

@@ -32,9 +32,6 @@ def _show_useful_warning(message, category, filename, lineno, file=None, line=No
     _show_warning(message, category, filename, lineno, file, line)
 
 
-warnings.showwarning = _show_useful_warning
-
-
 app = typer.Typer(
     help="creditflow: credit-risk scoring on a Feast feature store.",
     no_args_is_help=True,
@@ -44,7 +41,9 @@ app = typer.Typer(
 
 @app.callback()
 def _environment() -> None:
-    """Point Feast and BentoML at this home before any command imports them."""
+    """Point Feast and BentoML at this home before any command imports them; keep library
+    chatter out of the users' terminal."""
+    warnings.showwarning = _show_useful_warning
     export_environment()
 
 
@@ -56,15 +55,29 @@ def _as_utc(moment: datetime | None) -> datetime | None:
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a one-line JSON summary.")]
 
 
+# The base install serves and scores; a command that needs more says which extra (pyproject.toml).
+_EXTRA_OF = {
+    "sklearn": "training",
+    "optuna": "training",
+    "matplotlib": "training",
+    "distributed": "training",
+    "whylogs": "monitoring",
+}
+
+
 def _run(as_json: bool, work: Callable[[], dict[str, Any]], describe: Callable[[dict], str]):
     """Run a command body; report its summary as JSON or text; exit 1 on any failure."""
     try:
         summary = work()
     except Exception as err:  # every failure becomes a clear message and a non-zero exit
+        message = f"{type(err).__name__}: {err}"
+        missing = err.name or "" if isinstance(err, ModuleNotFoundError) else ""
+        if extra := _EXTRA_OF.get(missing.partition(".")[0]):
+            message += f" (this command needs the {extra} extra: pip install 'creditflow[{extra}]')"
         if as_json:
-            print(json.dumps({"ok": False, "error": f"{type(err).__name__}: {err}"}))
+            print(json.dumps({"ok": False, "error": message}))
         else:
-            typer.secho(f"error: {type(err).__name__}: {err}", fg="red", err=True)
+            typer.secho(f"error: {message}", fg="red", err=True)
         raise typer.Exit(1) from err
     if as_json:
         print(json.dumps({"ok": True, **summary}, default=str))
@@ -93,7 +106,7 @@ def generate(
     """
 
     def work() -> dict:
-        from ingestion.demo_world import generate_world, write_world
+        from creditflow.demo_world.generator import generate_world, write_world
 
         settings = get_settings()
         folder = out or settings.raw_dir
@@ -112,12 +125,20 @@ def generate(
 @app.command()
 def train(
     feature_service: Annotated[
-        str, typer.Option(help="The FeatureService that is the model's feature contract.")
-    ] = MODEL_FEATURE_SERVICE,
+        str | None,
+        typer.Option(
+            help="Pin the model's FeatureService (no variant comparison). Default: "
+            f"{MODEL_FEATURE_SERVICE} or the declared variant that wins on the validation window."
+        ),
+    ] = None,
     trials: Annotated[int, typer.Option(min=0, help="Tuning trials (0: no tuning).")] = 12,
     timeout: Annotated[float, typer.Option(help="Tuning time limit, seconds.")] = 45.0,
     variants: Annotated[
-        bool, typer.Option(help="Also score the feature variants declared in feature_repo/.")
+        bool,
+        typer.Option(
+            help="Without --feature-service: compare the variants declared in feature_repo/ "
+            f"and train the winner (--no-variants: {MODEL_FEATURE_SERVICE} itself)."
+        ),
     ] = True,
     engine: Annotated[str, typer.Option(help="local, or dask (xgboost.dask).")] = "local",
     scheduler: Annotated[
@@ -126,11 +147,13 @@ def train(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build the point-in-time training set, tune and train XGBoost, calibrate, choose the
-    decision bands, write the evaluation report and register the model as a candidate."""
+    """Build the point-in-time training set, choose the FeatureService on the validation window
+    (unless pinned), tune and train XGBoost, calibrate, choose the decision bands, write the
+    evaluation report and register the model as a candidate. Warns about features missing in
+    most training rows."""
 
     def work() -> dict:
-        from training.pipeline import train as run_training
+        from creditflow.training.pipeline import train as run_training
 
         return run_training(
             feature_service, trials=trials, timeout_s=timeout, variants=variants,
@@ -138,7 +161,15 @@ def train(
         )  # fmt: skip
 
     def describe(s: dict) -> str:
+        # The warnings were also logged (stderr); here they head the summary, not to be missed.
+        warned = "".join(f"WARNING: {warning}\n" for warning in s["warnings"])
+        skipped = "".join(
+            f"rule {rule} not applicable: {why}\n"
+            for rule, why in s["rules_not_applicable"].items()
+        )
         return (
+            f"{warned}feature service {s['feature_service']} ({s['feature_selection']['why']})\n"
+            f"{skipped}"
             f"candidate {s['model_tag']}: test ROC AUC {s['test_auc']} (baseline "
             f"{s['baseline_test_auc']}), Brier {s['test_brier']}, ECE {s['test_ece']}, "
             f"calibration {s['calibration']}, bands {s['decision_bands']} "
@@ -168,8 +199,8 @@ def promote(
     outcome: dict = {}
 
     def work() -> dict:
-        from training.promotion import MIN_AUC_GAIN
-        from training.promotion import promote as run_promote
+        from creditflow.training.promotion import MIN_AUC_GAIN
+        from creditflow.training.promotion import promote as run_promote
 
         gain = MIN_AUC_GAIN if min_gain is None else min_gain
         outcome.update(run_promote(tag, force=force, min_gain=gain))
@@ -191,7 +222,7 @@ def rollback(as_json: JsonFlag = False) -> None:
     """Restore the champion that the current champion replaced."""
 
     def work() -> dict:
-        from training.promotion import rollback as run_rollback
+        from creditflow.model.stages import rollback as run_rollback
 
         return run_rollback()
 
@@ -204,7 +235,7 @@ def models(as_json: JsonFlag = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from training.promotion import list_models
+    from creditflow.model.stages import list_models
 
     rows = list_models()
     if as_json:
@@ -237,6 +268,13 @@ def _describe_ingest(s: dict) -> str:
     return text
 
 
+EncodingOption = Annotated[str, typer.Option(help="Text encoding of CSV files, e.g. latin-1.")]
+DateFormatOption = Annotated[
+    str | None,
+    typer.Option(help="strftime format of CSV times, e.g. %d/%m/%Y (default: ISO 8601 only)."),
+]
+
+
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="A .parquet/.csv file, a folder, or a DB URL.")],
@@ -246,16 +284,18 @@ def ingest(
     materialize: Annotated[
         bool, typer.Option("--materialize", help="Update the online store afterwards.")
     ] = False,
+    encoding: EncodingOption = "utf-8",
+    date_format: DateFormatOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Validate a batch against the data contract: valid rows go to the offline store,
     the others to quarantine with their reasons. The same batch twice adds nothing."""
 
     def work() -> dict:
-        from ingestion.ingest import ingest as run_ingest
-        from ingestion.readers import read_source
+        from creditflow.ingestion.ingest import ingest as run_ingest
+        from creditflow.ingestion.readers import read_source
 
-        batch = read_source(source, sql_table=sql_table, query=query)
+        batch = read_source(source, sql_table, query, encoding=encoding, date_format=date_format)
         return run_ingest(table, batch, materialize=materialize)
 
     _run(as_json, work, _describe_ingest)
@@ -264,16 +304,19 @@ def ingest(
 @app.command()
 def push(
     source: Annotated[str, typer.Argument(help="Fresh credit-history records: file or folder.")],
+    encoding: EncodingOption = "utf-8",
+    date_format: DateFormatOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Stream fresh credit-history records: validated like `ingest`, then written to the
     offline store and straight to the online store (visible to the next /predict)."""
 
     def work() -> dict:
-        from ingestion.ingest import ingest as run_ingest
-        from ingestion.readers import read_source
+        from creditflow.ingestion.ingest import ingest as run_ingest
+        from creditflow.ingestion.readers import read_source
 
-        return run_ingest("credit_history", read_source(source), push_online=True)
+        batch = read_source(source, encoding=encoding, date_format=date_format)
+        return run_ingest("credit_history", batch, push_online=True)
 
     _run(as_json, work, _describe_ingest)
 
@@ -286,7 +329,7 @@ def show_quarantine(
 ) -> None:
     """Print quarantined rows (JSON lines): the row as received and the rules it broke."""
     from creditflow.db import get_engine
-    from ingestion.ledger import quarantined_rows
+    from creditflow.ingestion.ledger import quarantined_rows
 
     for row in quarantined_rows(get_engine(), table, batch, limit):
         print(json.dumps(row, default=str))
@@ -310,7 +353,7 @@ def score_batch(
     from rich.console import Console
 
     def work() -> dict:
-        from bento.batch import score_batch as run
+        from creditflow.batch.score import score_batch as run
 
         when = _as_utc(at)
         with Console(stderr=True).status("scoring", spinner="dots") as status:
@@ -334,7 +377,7 @@ def sample_request(
 ) -> None:
     """Print a /predict request body for a real applicant of the data (the newest valid loan)."""
 
-    from ingestion.offline import newest_applications
+    from creditflow.ingestion.offline import newest_applications
 
     newest = newest_applications(get_settings(), 1)
     if not newest:
@@ -357,6 +400,50 @@ def env() -> None:
     """
     for key, value in export_environment().items():
         print(f"export {key}={shlex.quote(value)}")
+
+
+db_app = typer.Typer(help="Our own tables (creditflow/db.py) and their migrations.",
+                     no_args_is_help=True)  # fmt: skip
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    as_json: JsonFlag = False,
+) -> None:
+    """Migrate our tables to a revision (default: the newest). Run it after installing a new
+    creditflow: the service is not ready on a database that is not at head."""
+
+    def work() -> dict:
+        from creditflow.db import upgrade
+
+        return upgrade(get_settings(), revision)
+
+    def describe(s: dict) -> str:
+        if not s["applied"]:
+            return f"{s['database']}: already at {s['current']}"
+        before = "tables from before migrations" if s["adopted"] else s["before"] or "empty"
+        return f"{s['database']}: {before} -> {s['current']}"
+
+    _run(as_json, work, describe)
+
+
+@db_app.command("current")
+def db_current(as_json: JsonFlag = False) -> None:
+    """The database's migration, and whether it is the newest this creditflow knows."""
+
+    def work() -> dict:
+        from creditflow.db import get_engine
+        from creditflow.migrate import status
+
+        return status(get_engine(get_settings(), migrate=False))
+
+    def describe(s: dict) -> str:
+        behind = "" if s["at_head"] else f", behind {s['head']}: run `creditflow db upgrade`"
+        return f"{s['database']}: {s['current'] or 'no migrations'}{behind}"
+
+    _run(as_json, work, describe)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m creditflow.cli`

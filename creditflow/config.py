@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FEATURE_REPO = REPO_ROOT / "feature_repo"
+# The Feast repo folder, wherever the package is installed (a clone, or site-packages): found,
+# not imported (importing it is Feast's business).
+FEATURE_REPO = Path(find_spec("creditflow.feature_repo").submodule_search_locations[0])
 
 # The model's feature contract: the one FeatureService that training and serving read.
 MODEL_FEATURE_SERVICE = "credit_model_v1"
@@ -25,8 +28,6 @@ MODEL_FEATURE_SERVICE = "credit_model_v1"
 MODEL_NAME = "credit_risk"
 # Most applications one /predict_batch call may carry (CREDITFLOW_MAX_BATCH overrides).
 MAX_BATCH_DEFAULT = 1000
-# The labeled table that training reads, and its label column.
-LABEL_COLUMN = "loan_status"
 
 PROFILE_YAML = {
     "embedded": FEATURE_REPO / "feature_store.yaml",
@@ -39,7 +40,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", extra="ignore")
 
-    home: Path = Field(default=REPO_ROOT / ".creditflow")
+    # Everything a run creates; default: the user's data folder (never inside the package).
+    home: Path = Field(default=Path(user_data_dir("creditflow")))
     profile: Literal["embedded", "production"] = "embedded"
     # SQLAlchemy URL of our own tables; default: a SQLite file in the home.
     database_url: str | None = None
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     # The prediction log writes a batch at least this often (seconds).
     prediction_log_interval_s: float = 0.5
     future_tolerance_minutes: int = 5
+    # The fast paths that rely on library internals (model/booster_calls.py, model/leaf_tables.py,
+    # creditflow/store/service_features.py), each checked against the public API when loaded;
+    # False (CREDITFLOW_FAST_PATHS=0): the public APIs of XGBoost and Feast only.
+    fast_paths: bool = True
 
     @cached_property
     def data_dir(self) -> Path:
@@ -113,6 +119,8 @@ def environment(settings: Settings | None = None) -> dict[str, str]:
         "CREDITFLOW_HOME": str(settings.home),
         "BENTOML_HOME": str(settings.bentoml_home),
         "FEAST_FS_YAML_FILE_PATH": str(settings.feature_store_yaml),
+        # The Feast repo wherever the package is installed: `feast -c "$CREDITFLOW_FEATURE_REPO"`.
+        "CREDITFLOW_FEATURE_REPO": str(FEATURE_REPO),
         "CREDITFLOW_PG_URL": settings.pg_url,
         "CREDITFLOW_REDIS_URL": settings.redis_url,
     }

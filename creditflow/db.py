@@ -1,101 +1,55 @@
-"""Our own tables (SQLAlchemy): what the system learns and records.
-
-SQLite in the embedded profile, Postgres in production; same code. Tables are created on
-first use.
-"""
+"""The database of the current profile: an engine, with our tables (creditflow/tables.py) at
+the newest migration (creditflow/migrate.py) unless the process serves."""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 
 from creditflow.config import Settings, get_settings
-
-metadata = sa.MetaData()
-
-ingestion_log = sa.Table(
-    "ingestion_log",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("table_name", sa.String(64), nullable=False),
-    sa.Column("batch_id", sa.String(64), nullable=False),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("rows_in", sa.Integer, nullable=False),
-    sa.Column("accepted", sa.Integer, nullable=False),
-    sa.Column("quarantined", sa.Integer, nullable=False),
-    sa.Column("late", sa.Integer, nullable=False),
-    sa.Column("reasons", sa.JSON, nullable=False),  # {rule: rows}
-    sa.Column("warnings", sa.JSON, nullable=False),  # {"outliers": {column: rows}}
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("table_name", "batch_id", name="uq_ingestion_batch"),
-)
-
-quarantine = sa.Table(
-    "quarantine",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("table_name", sa.String(64), nullable=False, index=True),
-    sa.Column("batch_id", sa.String(64), nullable=False, index=True),
-    sa.Column("row_number", sa.Integer, nullable=True),  # position in the batch (0-based)
-    sa.Column("reasons", sa.Text, nullable=False),  # the rules broken, "; "-separated
-    sa.Column("payload", sa.Text, nullable=False),  # the row as received (JSON, or raw text)
-    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-# Which stored model is champion, candidate or retired. The artifacts and their metadata stay
-# in the BentoML model store; the stage is a row here, so a promotion is one transaction.
-model_stages = sa.Table(
-    "model_stages",
-    metadata,
-    sa.Column("tag", sa.String(128), primary_key=True),
-    sa.Column("stage", sa.String(16), nullable=False),  # candidate, champion, retired
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-# Every registration, promotion (forced or not), refusal and rollback, with its reasons.
-model_events = sa.Table(
-    "model_events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("tag", sa.String(128), nullable=False, index=True),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("forced", sa.Boolean, nullable=False, default=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("details", sa.JSON, nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-# Every prediction the service made: what feedback labels join to later. Entity keys are
-# stored as a keyed hash (HMAC), never raw.
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("prediction_id", sa.String(32), primary_key=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("model_tag", sa.String(128), nullable=False),
-    sa.Column("entity_hash", sa.String(64), nullable=False, index=True),
-    sa.Column("features", sa.JSON, nullable=False),
-    sa.Column("default_probability", sa.Float, nullable=False),
-    sa.Column("decision", sa.String(16), nullable=False),
-    sa.Column("decided_by", sa.String(64), nullable=False),
-    sa.Column("rules_fired", sa.JSON, nullable=False),
-)
+from creditflow.migrate import upgrade_engine
 
 
 @cache
 def _engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    return engine
+    return sa.create_engine(url, pool_pre_ping=True)
 
 
-def get_engine(settings: Settings | None = None) -> sa.Engine:
-    """The engine of the current profile's database, with our tables created."""
+_migrated: set[str] = set()
+_migrating = threading.Lock()
+_auto_migrate = [True]
+
+
+def serve_without_migrating() -> None:
+    """Make every later ``get_engine()`` of this process leave the schema alone: the service
+    must not change a database it may share with other replicas and jobs (it refuses to be
+    ready instead while the database is not at head: ``creditflow.migrate.schema_ready``)."""
+    _auto_migrate[0] = False
+
+
+def get_engine(settings: Settings | None = None, *, migrate: bool | None = None) -> sa.Engine:
+    """The engine of the current profile's database.
+
+    Unless told not to (``migrate=False``, or a serving process), our tables are first brought
+    to the newest migration, once per process: a new home or an older database just works for
+    CLI commands, jobs and tests.
+    """
     settings = settings or get_settings()
     if settings.sql_url.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    return _engine(settings.sql_url)
+    engine = _engine(settings.sql_url)
+    migrate = _auto_migrate[0] if migrate is None else migrate
+    if migrate and settings.sql_url not in _migrated:
+        with _migrating:
+            if settings.sql_url not in _migrated:
+                upgrade_engine(engine)
+                _migrated.add(settings.sql_url)
+    return engine
+
+
+def upgrade(settings: Settings | None = None, revision: str = "head") -> dict[str, Any]:
+    """Migrate the current profile's database (``creditflow db upgrade``)."""
+    return upgrade_engine(get_engine(settings, migrate=False), revision)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from feast import Field
 from feast.types import Float64, Int64, PrimitiveFeastType, String
 
-from ingestion.contract import Col
+from creditflow.contract import Col
 
 FEAST_TYPES: dict[str, PrimitiveFeastType] = {"int": Int64, "float": Float64, "str": String}
 

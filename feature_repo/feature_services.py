@@ -6,10 +6,11 @@ contract in its report, so feature choices are judged by results.
 """
 
 from feast import FeatureService
-from feature_views import credit_history, zipcode_features
-from on_demand import application_features
 
 from creditflow.config import MODEL_FEATURE_SERVICE
+from creditflow.contract import APPLICATION_COLUMNS
+from creditflow.feature_repo.feature_views import credit_history, zipcode_features
+from creditflow.feature_repo.on_demand import FROM_APPLICATION, application_features
 
 ZIPCODE_FACTS = ["state", "location_type", "tax_returns_filed", "population", "total_wages"]
 
@@ -37,19 +38,9 @@ credit_model_v1_application_only = FeatureService(
     name=f"{MODEL_FEATURE_SERVICE}_application_only",
     features=[
         application_features[
-            [
-                "person_age",
-                "person_income",
-                "person_home_ownership",
-                "person_emp_length",
-                "loan_intent",
-                "loan_amnt",
-                "loan_int_rate",
-                "loan_to_income",
-                "interest_to_income",
-            ]
+            [*(c.name for c in APPLICATION_COLUMNS), *(f.name for f in FROM_APPLICATION)]
         ]
-    ],  # fmt: skip
+    ],
     tags={"variant_of": MODEL_FEATURE_SERVICE},
     description="Variant: application fields only.",
 )

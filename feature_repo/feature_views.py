@@ -2,19 +2,19 @@
 
 from datetime import timedelta
 
-from entities import applicant, zipcode
 from feast import FeatureView
-from sources import credit_history_push, zipcode_source
 
+from creditflow.contract import CREDIT_HISTORY, ZIPCODES
 from creditflow.feast_types import fields_of
-from ingestion.contract import CREDIT_HISTORY, ZIPCODES
+from creditflow.feature_repo.entities import applicant, zipcode
+from creditflow.feature_repo.sources import credit_history_push, zipcode_source
 
 zipcode_features = FeatureView(
     name="zipcode_features",
     entities=[zipcode],
     # Census-style facts change yearly; ten years keeps every zipcode servable.
     ttl=timedelta(days=3650),
-    schema=fields_of(ZIPCODES.columns, exclude=("zipcode",)),
+    schema=fields_of(ZIPCODES.columns, exclude=ZIPCODES.key),
     source=zipcode_source,
     online=True,
     description="Census-style facts about the applicant's zipcode.",
@@ -26,7 +26,7 @@ credit_history = FeatureView(
     # A bureau snapshot older than this is stale: the offline join and the online store
     # both treat it as missing.
     ttl=timedelta(days=180),
-    schema=fields_of(CREDIT_HISTORY.columns, exclude=("dob_ssn",)),
+    schema=fields_of(CREDIT_HISTORY.columns, exclude=CREDIT_HISTORY.key),
     source=credit_history_push,
     online=True,
     description="Credit bureau snapshot of the applicant.",

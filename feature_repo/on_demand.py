@@ -1,9 +1,9 @@
 """Request-time features: the application itself plus ratios that need it.
 
-The transformation runs in ``mode="python"`` (ten times cheaper online than pandas mode) and is
-used unchanged by training (historical), serving (online) and batch scoring. Its formulas run
-over numpy arrays, so that a million rows cost a fraction of a second, and over Python floats
-for the one row of a request (4 µs instead of 30).
+The transformation runs in ``mode="python"`` (far cheaper online than pandas mode) and is used
+unchanged by training (historical), serving (online) and batch scoring. Its formulas run over
+numpy arrays, so that a million rows cost a fraction of a second, and over Python floats for
+the one row of a request (figures: docs/benchmarks.md).
 Inputs can be missing (an applicant with no bureau snapshot in the TTL): missing is NaN inside,
 None out, and a ratio over zero is missing too. Feast re-creates the function from its source
 text, so it must not use module-level names.
@@ -12,19 +12,24 @@ text, so it must not use module-level names.
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
-from feature_views import credit_history, zipcode_features
-from sources import application
 
+from creditflow.contract import APPLICATION_COLUMNS
 from creditflow.feast_types import fields_of
-from ingestion.contract import APPLICATION_COLUMNS
+from creditflow.feature_repo.feature_views import credit_history, zipcode_features
+from creditflow.feature_repo.sources import application
 
-DERIVED = [
+# Derived from the application alone.
+FROM_APPLICATION = [
     Field(name="loan_to_income", dtype=Float64),  # loan amount / income
     Field(name="interest_to_income", dtype=Float64),  # yearly interest / income
+]
+# Derived with the stored facts about the applicant and the zipcode.
+WITH_STORED_FACTS = [
     Field(name="total_debt", dtype=Float64),  # bureau dues plus the new loan
     Field(name="debt_to_income", dtype=Float64),  # total debt / income
     Field(name="wage_per_return", dtype=Float64),  # zipcode wages per tax return
 ]
+DERIVED = FROM_APPLICATION + WITH_STORED_FACTS
 
 
 @on_demand_feature_view(
@@ -34,7 +39,7 @@ DERIVED = [
 )
 def application_features(inputs: dict) -> dict:
     # Vectorised for a million rows in batch scoring; one row online (the request path) is
-    # computed with Python floats, as numpy's per-call overhead would cost 25 µs there. The
+    # computed with Python floats, as numpy's per-call overhead would dominate there. The
     # formulas below are the same for both: IEEE doubles either way.
     import math
 

@@ -1,6 +1,6 @@
 """Where features come from: the offline parquet tables and the application at request time.
 
-Schemas are not restated here: they are read from the data contract (ingestion/contract.py).
+Schemas are not restated here: they are read from the data contract (creditflow/contract.py).
 Each table is a folder of batches written by `creditflow ingest` (``<table>/*.parquet``).
 """
 
@@ -8,26 +8,31 @@ from feast import FileSource, PushSource, RequestSource
 from feast.data_format import ParquetFormat
 
 from creditflow.config import get_settings
+from creditflow.contract import (
+    APPLICATION_COLUMNS,
+    CREATED_TIMESTAMP,
+    CREDIT_HISTORY,
+    ZIPCODES,
+    TableContract,
+)
 from creditflow.feast_types import fields_of
-from ingestion.contract import APPLICATION_COLUMNS
 
 _settings = get_settings()
 
-zipcode_source = FileSource(
-    name="zipcodes",
-    path=_settings.table_glob("zipcodes"),
-    file_format=ParquetFormat(),
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created_timestamp",
-)
 
-credit_history_source = FileSource(
-    name="credit_history",
-    path=_settings.table_glob("credit_history"),
-    file_format=ParquetFormat(),
-    timestamp_field="event_timestamp",
-    created_timestamp_column="created_timestamp",
-)
+def _offline_table(table: TableContract) -> FileSource:
+    """A contract table's accepted batches in the offline store, with its two times."""
+    return FileSource(
+        name=table.name,
+        path=_settings.table_glob(table.name),
+        file_format=ParquetFormat(),
+        timestamp_field=table.timestamp,
+        created_timestamp_column=CREATED_TIMESTAMP,
+    )
+
+
+zipcode_source = _offline_table(ZIPCODES)
+credit_history_source = _offline_table(CREDIT_HISTORY)
 
 # Fresh bureau records pushed as they arrive (`creditflow push`): validated by the same
 # contract, written to the offline batches and straight to the online store.

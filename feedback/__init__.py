@@ -1,3 +1,2 @@
-"""Feedback: labels joined back to predictions (next issue)."""
-
-import creditflow  # noqa: F401  (OpenMP settings before XGBoost loads)
+"""Feedback: outcomes (labels) joined back to predictions and returned as labeled training data.
+Filled by the monitoring-and-feedback issue."""

@@ -1,3 +1,2 @@
-"""Data sources and validation: the data contract, readers, ingestion into the offline store."""
-
-import creditflow  # noqa: F401  (OpenMP settings before XGBoost loads)
+"""Data sources and validation: readers (files, folders, SQL), conformance to the data contract
+(``creditflow.contract``), quarantine, the ingestion ledger and the offline store's batches."""

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from creditflow.config import Settings, get_settings
+from creditflow.contract import OUTLIER_Z, TABLES, TableContract, TimeWindow, rule_failures
 from creditflow.db import get_engine
-from ingestion import ledger, offline
-from ingestion.conform import conform, final_types
-from ingestion.contract import OUTLIER_Z, TABLES, TableContract, TimeWindow, rule_failures
-from ingestion.readers import RawBatch, SchemaError
+from creditflow.ingestion import ledger, offline
+from creditflow.ingestion.conform import conform, final_types
+from creditflow.ingestion.readers import RawBatch, SchemaError
 
 
 def _time_window(settings: Settings, now: datetime | None) -> TimeWindow:
@@ -31,14 +31,20 @@ def _time_window(settings: Settings, now: datetime | None) -> TimeWindow:
 
 
 def check(
-    raw: pd.DataFrame, table: TableContract, window: TimeWindow | None = None
+    raw: pd.DataFrame,
+    table: TableContract,
+    window: TimeWindow | None = None,
+    *,
+    text: bool | None = None,
+    date_format: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows in contract types, and a boolean frame of the contract rules each row breaks
-    (one column per broken rule). Raises SchemaError when the batch as a whole is wrong."""
-    frame, type_failures = conform(raw, table)
+    (one column per broken rule). Raises SchemaError when the batch as a whole is wrong.
+    ``text``/``date_format``: see conform()."""
+    frame, type_failures = conform(raw, table, text=text, date_format=date_format)
     failures = pd.concat([type_failures, rule_failures(frame, table, window)], axis=1)
     for rule in type_failures.columns:  # "x is not a number" already says why x is empty
-        null_rule = rule.split(" is not ")[0] + " is null"
+        null_rule = rule.split(" ", 1)[0] + " is null"
         if null_rule in failures.columns:
             failures[null_rule] &= ~type_failures[rule]
     return frame, failures.loc[:, failures.any(axis=0)] if failures.shape[1] else failures
@@ -96,9 +102,8 @@ def _quarantine_rows(
 ) -> list[tuple[int | None, str, str]]:
     rows: list[tuple[int | None, str, str]] = []
     for broken in batch.broken_lines:
-        reason = (
-            f"unparseable CSV line {broken.line} of {broken.file} (expected {n_columns} fields)"
-        )
+        why = broken.reason or f"expected {n_columns} fields"
+        reason = f"unparseable CSV line {broken.line} of {broken.file} ({why})"
         rows.append((broken.line, reason, broken.text))
     if bad.any():
         flags = failures[bad]
@@ -142,7 +147,7 @@ def ingest(
     started_at = datetime.now(UTC)
     store = None
     if push_online or materialize:
-        from creditflow.features import get_store
+        from creditflow.store.features import get_store
 
         store = get_store(settings)
         push_source = _push_source_of(store, table.name) if push_online else None
@@ -173,8 +178,9 @@ def ingest(
     )
     quarantined = _quarantine_rows(batch, failures, ~valid, len(table.columns))
     reasons = {rule: int(failures[rule].sum()) for rule in failures.columns}
-    if batch.broken_lines:
-        reasons["unparseable CSV line"] = len(batch.broken_lines)
+    for broken in batch.broken_lines:  # counted by kind: fields, quotes or length
+        kind = broken.reason or "unparseable CSV line"
+        reasons[kind] = reasons.get(kind, 0) + 1
     summary = {
         "table": table.name,
         "batch_id": batch_id,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from creditflow.db import ingestion_log, quarantine
+from creditflow.tables import ingestion_log, quarantine
 
 SUMMARY_FIELDS = ("rows_in", "accepted", "quarantined", "late", "reasons", "warnings")
 

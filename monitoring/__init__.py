@@ -1,3 +1,1 @@
-"""Monitoring: data profiles for drift."""
-
-import creditflow  # noqa: F401  (OpenMP settings before XGBoost loads)
+"""Monitoring: data profiles for drift (whylogs stays behind this package)."""

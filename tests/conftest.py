@@ -7,11 +7,13 @@ home is chosen here, at import time, before any test module imports BentoML.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +83,53 @@ def feature_mismatches():
     return mismatches
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _serving(target: str, env: dict[str, str], folder: Path) -> Iterator[tuple]:
+    """`bentoml serve TARGET` (a bento tag or ``module:Class``) on a free local port, from
+    ``folder``, until ``/readyz`` answers 200: yields (process, url); stopped after."""
+    import httpx
+
+    port = _free_port()
+    log = (folder / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bentoml"), "serve", target, "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, Path(log.name).read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the service did not become ready:\n" + Path(log.name).read_text()[-3000:])
+        yield server, url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """``with serving(target, env, folder) as (process, url)``: a real `bentoml serve`."""
+    return _serving
+
+
 PG_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"  # the machine's PostgreSQL
 
 
@@ -106,7 +155,7 @@ def throwaway_postgres():
     return _throwaway_postgres
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def sql_engine(request, tmp_path):
     """An empty database of each kind we support: a SQLite file (the embedded default) and a
     throwaway PostgreSQL database (the production profile's)."""
@@ -131,11 +180,11 @@ class DemoHome:
 @pytest.fixture(scope="session")
 def demo_home() -> DemoHome:
     """The default demo world, ingested, registered, materialized and trained on."""
-    from ingestion.demo_world import generate_world, write_world
-    from ingestion.ingest import ingest
-    from ingestion.readers import read_files
-    from training.pipeline import train
-    from training.promotion import promote
+    from creditflow.demo_world.generator import generate_world, write_world
+    from creditflow.ingestion.ingest import ingest
+    from creditflow.ingestion.readers import read_files
+    from creditflow.training.pipeline import train
+    from creditflow.training.promotion import promote
 
     settings = get_settings()
     raw = write_world(generate_world(), settings.raw_dir)
@@ -146,3 +195,36 @@ def demo_home() -> DemoHome:
     summary = train(settings=settings, trials=4, timeout_s=30, quiet=True)
     promote(summary["model_tag"], settings=settings)  # the first model becomes champion
     return DemoHome(settings, materialized_at, summary, ingested)
+
+
+# Test lanes. `make test` runs everything; `make test-fast` runs `-m "not integration"`: unit
+# tests that need no PostgreSQL, Redis, demo home (a trained model) or server. A test is marked
+# here, from what it uses, so that no one has to remember to; `@pytest.mark.integration` marks
+# one by hand. item.fixturenames holds every fixture a test uses, through other fixtures too.
+INTEGRATION_FIXTURES = {
+    "demo_home",  # generates, ingests, materializes and trains: minutes
+    "throwaway_postgres",  # the machine's PostgreSQL
+    "feast_cli",  # a home of its own built with the real feast CLI: tens of seconds a module
+}
+INTEGRATION_MODULES = {
+    Path(__file__).parent / "service" / "test_http.py",  # builds a bento, starts `bentoml serve`
+    Path(__file__).parent / "service" / "test_production_profile.py",  # PostgreSQL and Redis
+}
+# A test whose own code names the machine's PostgreSQL or Redis connects to it.
+SERVICE_ADDRESSES = ("127.0.0.1:5432", "127.0.0.1:6379")
+# (sql_engine's postgresql parameter carries the marker itself.)
+
+
+def _names_a_service(item) -> bool:
+    try:
+        source = inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return any(address in source for address in SERVICE_ADDRESSES)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if (INTEGRATION_FIXTURES & set(item.fixturenames) or item.path in INTEGRATION_MODULES
+                or _names_a_service(item)):  # fmt: skip
+            item.add_marker(pytest.mark.integration)

@@ -1,3 +1,2 @@
-"""Training: dataset, tuning, model, calibration, evaluation, registry, promotion."""
-
-import creditflow  # noqa: F401  (OpenMP settings before XGBoost loads)
+"""Training: the labeled point-in-time dataset, tuning, fitting, calibration, evaluation, the
+report and the champion / challenger promotion gate."""

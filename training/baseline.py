@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from creditflow.config import LABEL_COLUMN
-from creditflow.features import FeatureContract
+from creditflow.contract import LABEL_COLUMN
+from creditflow.store.features import FeatureContract
 
 
 def baseline_probabilities(

@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import pyarrow as pa
 
-from creditflow.config import LABEL_COLUMN, Settings, get_settings
-from creditflow.features import FeatureContract, contract_of, get_service, get_store
-from ingestion.contract import APPLICATION_COLUMNS, LOANS, violations
-from ingestion.offline import read_table
+from creditflow.config import Settings, get_settings
+from creditflow.contract import (
+    APPLICATION_COLUMNS,
+    APPLICATIONS,
+    LABEL_COLUMN,
+    LOANS,
+    violations,
+)
+from creditflow.ingestion.offline import read_table
+from creditflow.store.features import FeatureContract, contract_of, get_store
+from creditflow.store.point_in_time import historical_features
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-ENTITY_COLUMNS = ["loan_id", "dob_ssn", "zipcode", "event_timestamp"]
+# What identifies a labeled loan for the join: its key, the applicant's keys, its time.
+ENTITY_COLUMNS = [*LOANS.key, *APPLICATIONS.key, LOANS.timestamp]
 # The time split: the most recent share of labelled loans is the test window (also the
 # window promotion compares models on), the share before it the validation window.
 TEST_SHARE = 0.2
 VALID_SHARE = 0.1
-
-
-class RowLossError(RuntimeError):
-    """The offline store returned a different number of rows than it was given."""
 
 
 @dataclass
@@ -57,38 +60,8 @@ def entity_frame_columns() -> list[str]:
 def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
     """What Feast joins on: keys, event time, the application fields and the label."""
     frame = loans[entity_frame_columns()].copy()
-    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    frame[LOANS.timestamp] = pd.to_datetime(frame[LOANS.timestamp], utc=True)
     return frame.reset_index(drop=True)
-
-
-def point_in_time(store: FeatureStore, entities: pd.DataFrame, features: Any, key: str) -> pa.Table:
-    """Feast's point-in-time join of ``features`` (a FeatureService or references) onto the
-    entity rows, in the entities' order (``key`` is unique per row), as an Arrow table.
-
-    Raises RowLossError unless rows out == rows in: some offline stores drop entity rows
-    that have no feature row in the past, silently.
-    """
-    joined = store.get_historical_features(entity_df=entities, features=features).to_arrow()
-    if joined.num_rows != len(entities):
-        raise RowLossError(
-            f"the offline store returned {joined.num_rows} rows for {len(entities)} entity rows"
-        )
-    keys = pd.Index(joined[key].to_numpy())
-    if keys.has_duplicates:
-        raise RowLossError("the offline store duplicated entity rows")
-    return joined.take(keys.get_indexer(entities[key]))
-
-
-def historical_features(
-    entities: pd.DataFrame,
-    service_name: str,
-    settings: Settings | None = None,
-    store: FeatureStore | None = None,
-) -> pd.DataFrame:
-    """Point-in-time correct features of a FeatureService for each loan, in the entities'
-    order (rows out == rows in)."""
-    store = store or get_store(settings)
-    return point_in_time(store, entities, get_service(store, service_name), "loan_id").to_pandas()
 
 
 def build_training_set(
@@ -101,7 +74,7 @@ def build_training_set(
     broken = violations(loans, LOANS) != ""
     entities = entity_frame(loans[~broken])
     frame = historical_features(entities, service_name, settings, store)
-    frame = frame.sort_values(["event_timestamp", "loan_id"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values([LOANS.timestamp, *LOANS.key], kind="stable").reset_index(drop=True)
     contract = contract_of(store, service_name)
     return TrainingSet(frame, contract, labeled_rows=len(loans), invalid_rows=int(broken.sum()))
 
@@ -113,7 +86,7 @@ def time_split(
     n = len(frame)
     n_test = int(round(n * test_share))
     n_valid = int(round(n * valid_share))
-    ordered = frame.sort_values("event_timestamp", kind="stable")
+    ordered = frame.sort_values(LOANS.timestamp, kind="stable")
     train = ordered.iloc[: n - n_test - n_valid]
     valid = ordered.iloc[n - n_test - n_valid : n - n_test]
     test = ordered.iloc[n - n_test :]

@@ -26,10 +26,10 @@ import xgboost as xgb
 from distributed import Client, LocalCluster
 from xgboost import dask as dxgb
 
-from creditflow.config import LABEL_COLUMN
-from creditflow.encoding import training_frame
-from creditflow.features import FeatureContract
-from training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, PARAMS
+from creditflow.contract import LABEL_COLUMN
+from creditflow.preprocessing.encoding import training_frame
+from creditflow.store.features import FeatureContract
+from creditflow.training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, PARAMS
 
 
 def labeled_frame(frame: pd.DataFrame, contract: FeatureContract) -> pd.DataFrame:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import xgboost as xgb
 
-from creditflow.config import LABEL_COLUMN
-from creditflow.encoding import training_frame
-from creditflow.features import FeatureContract
+from creditflow.contract import LABEL_COLUMN
+from creditflow.model.registry import iteration_range
+from creditflow.preprocessing.encoding import training_frame
+from creditflow.store.features import FeatureContract
 
 PARAMS: dict = {
     "objective": "binary:logistic",
@@ -55,12 +56,6 @@ def fit(
         early_stopping_rounds=early_stopping_rounds,
         verbose_eval=False,
     )
-
-
-def iteration_range(booster: xgb.Booster) -> tuple[int, int]:
-    """The trees to predict with: up to the best validation round when early-stopped."""
-    best = booster.attr("best_iteration")
-    return (0, int(best) + 1) if best is not None else (0, 0)
 
 
 def predict(booster: xgb.Booster, frame: pd.DataFrame, contract: FeatureContract):

@@ -3,6 +3,7 @@ bands -> evaluate beside a baseline -> register as a candidate, with report and 
 
 from __future__ import annotations
 
+import logging
 import platform
 import shutil
 import subprocess
@@ -17,21 +18,28 @@ from feast import FeatureStore
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sklearn.metrics import roc_auc_score
 
-from creditflow.calibration import fit_calibration
-from creditflow.config import LABEL_COLUMN, MODEL_FEATURE_SERVICE, REPO_ROOT, Settings, get_settings
-from creditflow.features import FeatureContract, definitions_hash, get_store, variants_of
-from creditflow.policy import choose_bands
-from monitoring.profile import write_profile
-from training import registry
-from training.baseline import baseline_probabilities
-from training.dataset import TEST_SHARE, VALID_SHARE, build_training_set, time_split
-from training.evaluate import metrics, segments_of
-from training.model import PARAMS, dmatrix, fit, iteration_range, predict
-from training.promotion import champion_tag, evaluate_on, register_candidate
-from training.report import ScoredModel, write_report
-from training.tune import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, tune
-
-PROFILE_FILE = "reference_profile.bin"
+from creditflow.config import MODEL_FEATURE_SERVICE, Settings, get_settings
+from creditflow.contract import LABEL_COLUMN
+from creditflow.model import registry
+from creditflow.model.registry import REFERENCE_FILE, iteration_range
+from creditflow.model.stages import champion_tag, register_candidate
+from creditflow.postprocessing.policy import choose_bands
+from creditflow.postprocessing.rules import MAX_TRAINING_MISSING_SHARE, ModelRules
+from creditflow.store.features import FeatureContract, definitions_hash, get_store, variants_of
+from creditflow.training.baseline import baseline_probabilities
+from creditflow.training.calibrate import fit_calibration
+from creditflow.training.dataset import (
+    TEST_SHARE,
+    VALID_SHARE,
+    TrainingSet,
+    build_training_set,
+    time_split,
+)
+from creditflow.training.evaluate import metrics, segments_of
+from creditflow.training.model import PARAMS, dmatrix, fit, predict
+from creditflow.training.promotion import evaluate_on
+from creditflow.training.report import ScoredModel, write_report
+from creditflow.training.tune import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, tune
 
 
 def _versions() -> dict[str, str]:
@@ -46,11 +54,13 @@ def _versions() -> dict[str, str]:
 
 
 def code_version() -> str:
-    """The git commit of the code that trained the model (``+dirty`` if uncommitted changes)."""
+    """The git commit of the code that trained the model (``+dirty`` if uncommitted changes);
+    the package version when it does not run from a clone."""
+    here = Path(__file__).parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                              text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here,
                                capture_output=True, text=True).stdout.strip()  # fmt: skip
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -68,21 +78,31 @@ def mean_abs_shap(booster: xgb.Booster, frame: pd.DataFrame, contract: FeatureCo
     return dict(zip(contract.names, mean_abs, strict=True))
 
 
+log = logging.getLogger(__name__)
+
+# A declared variant replaces the contract only if it beats it on the validation window by this
+# much ROC AUC: a smaller edge is noise, and the contract is the reviewed default.
+MIN_VARIANT_VALID_GAIN = 0.002
+
+
 def compare_variants(service_name: str, settings: Settings, store: FeatureStore,
-                     test_share: float, valid_share: float) -> list[dict]:  # fmt: skip
-    """The contract and each declared variant, trained with default parameters on one split."""
+                     test_share: float, valid_share: float,
+                     datasets: dict[str, TrainingSet] | None = None) -> list[dict]:  # fmt: skip
+    """The contract and each declared variant, trained with default parameters on one split and
+    scored on the validation window only: the test window judges the final model alone.
+    ``datasets`` receives each one's training set, so the chosen one is not joined twice."""
     rows = []
     for name in [service_name, *variants_of(store, service_name)]:
         data = build_training_set(name, settings, store)
-        train_df, valid_df, test_df = time_split(data.frame, test_share, valid_share)
+        if datasets is not None:
+            datasets[name] = data
+        train_df, valid_df, _ = time_split(data.frame, test_share, valid_share)
         booster = fit(train_df, valid_df, data.contract)
         rows.append({
             "feature_service": name,
             "features": len(data.contract.names),
             "valid_auc": round(float(roc_auc_score(
                 valid_df[LABEL_COLUMN], predict(booster, valid_df, data.contract))), 4),
-            "test_auc": round(float(roc_auc_score(
-                test_df[LABEL_COLUMN], predict(booster, test_df, data.contract))), 4),
         })  # fmt: skip
     best = max(rows, key=lambda r: r["valid_auc"])["feature_service"]
     for row in rows:
@@ -90,12 +110,56 @@ def compare_variants(service_name: str, settings: Settings, store: FeatureStore,
     return rows
 
 
+def choose_feature_service(rows: list[dict], contract: str) -> tuple[str, str]:
+    """The FeatureService to tune and train, from ``compare_variants`` rows, and why: the
+    validation winner, if it is the contract or beats it by MIN_VARIANT_VALID_GAIN."""
+    base = next(row for row in rows if row["feature_service"] == contract)
+    best = max(rows, key=lambda row: row["valid_auc"])
+    gain = best["valid_auc"] - base["valid_auc"]
+    versus = f"validation ROC AUC {best['valid_auc']:.4f} vs {base['valid_auc']:.4f}"
+    if best is base:
+        chosen = contract
+        why = f"{contract} has the best validation ROC AUC ({base['valid_auc']:.4f}) of all"
+    elif gain < MIN_VARIANT_VALID_GAIN:
+        chosen = contract
+        why = (f"{best['feature_service']} leads by {gain:.4f} only ({versus}), less than the "
+               f"{MIN_VARIANT_VALID_GAIN} a variant needs to replace {contract}")  # fmt: skip
+    else:
+        chosen = best["feature_service"]
+        why = (f"{chosen} beats {contract} by {gain:.4f} ({versus}), at least the "
+               f"{MIN_VARIANT_VALID_GAIN} a variant needs")  # fmt: skip
+    for row in rows:
+        row["chosen"] = row["feature_service"] == chosen
+    return chosen, why
+
+
+def training_missing_share(frame: pd.DataFrame, contract: FeatureContract) -> dict[str, float]:
+    """Per contract feature, the share of the rows without a value (none, or older than its
+    view's TTL): what the model learned with, and what the missing-features rule is judged by."""
+    return {name: round(float(frame[name].isna().mean()), 4) for name in contract.names}
+
+
+def missing_warnings(shares: dict[str, float], service_name: str) -> list[str]:
+    """A warning when features are missing in most training rows: the model learns without
+    them, which is rarely meant (a source older than its view's TTL, or a broken one)."""
+    mostly = {name: share for name, share in shares.items() if share > MAX_TRAINING_MISSING_SHARE}
+    if not mostly:
+        return []
+    listed = ", ".join(f"{name} {share:.0%}" for name, share in mostly.items())
+    return [
+        f"{len(mostly)} of {len(shares)} features of {service_name} are missing in more than "
+        f"{MAX_TRAINING_MISSING_SHARE:.0%} of the training rows ({listed}): are their sources "
+        "older than their feature view's TTL, or broken? The model learned without them, and "
+        "REVIEW_MISSING_FEATURES ignores them for this model."
+    ]
+
+
 def _window(df: pd.DataFrame) -> list[str]:
     return [str(df["event_timestamp"].min()), str(df["event_timestamp"].max())]
 
 
 def train(
-    service_name: str = MODEL_FEATURE_SERVICE,
+    service_name: str | None = None,
     settings: Settings | None = None,
     test_share: float = TEST_SHARE,
     valid_share: float = VALID_SHARE,
@@ -106,21 +170,41 @@ def train(
     scheduler: str | None = None,
     quiet: bool = False,
 ) -> dict:
-    """Train, evaluate and register a candidate model; returns a summary."""
+    """Train, evaluate and register a candidate model; returns a summary.
+
+    ``service_name`` pins the FeatureService. By default the contract (MODEL_FEATURE_SERVICE)
+    and its declared variants are compared on the validation window and the winner is tuned
+    and trained (``choose_feature_service``); ``variants=False`` trains the contract itself.
+    """
     settings = settings or get_settings()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, disable=quiet, transient=True) as progress:
         step = progress.add_task("point-in-time join through Feast")
         store = get_store(settings)  # one registry load for the whole run
-        data = build_training_set(service_name, settings, store)
+        variant_rows: list[dict] = []
+        datasets: dict[str, TrainingSet] = {}
+        if service_name is not None:
+            how, why = "pinned", f"{service_name} was pinned: no variant comparison"
+        elif variants:
+            progress.update(step, description="comparing feature variants on validation")
+            variant_rows = compare_variants(MODEL_FEATURE_SERVICE, settings, store, test_share,
+                                            valid_share, datasets)  # fmt: skip
+            service_name, why = choose_feature_service(variant_rows, MODEL_FEATURE_SERVICE)
+            how = "validation"
+        else:
+            service_name = MODEL_FEATURE_SERVICE
+            how, why = "contract", f"{service_name}, the contract: variants were not compared"
+        selection = {"feature_service": service_name, "how": how, "why": why}
+        data = datasets.get(service_name) or build_training_set(service_name, settings, store)
         contract = data.contract
         train_df, valid_df, test_df = time_split(data.frame, test_share, valid_share)
         y_valid, y_test = valid_df[LABEL_COLUMN].to_numpy(), test_df[LABEL_COLUMN].to_numpy()
+        missing_share = training_missing_share(train_df, contract)
+        warnings = missing_warnings(missing_share, service_name)
+        for warning in warnings:
+            log.warning(warning)
+        rules = ModelRules.for_model(service_name, contract.names, missing_share)
 
-        variant_rows: list[dict] = []
-        if variants:
-            progress.update(step, description="comparing feature variants")
-            variant_rows = compare_variants(service_name, settings, store, test_share, valid_share)
         tuning = None
         if trials > 0:
             progress.update(step, description=f"tuning ({trials} trials, {timeout_s:g} s at most)")
@@ -129,7 +213,7 @@ def train(
 
         progress.update(step, description=f"training XGBoost on {len(train_df):,} loans ({engine})")
         if engine == "dask":
-            from training.distributed import fit_dask
+            from creditflow.training.distributed import fit_dask
 
             booster = fit_dask(train_df, valid_df, contract, params=params, scheduler=scheduler)
         elif engine == "local":
@@ -187,12 +271,17 @@ def train(
             "params": {**PARAMS, **params},
             "tuning": {k: v for k, v in (tuning or {}).items() if k != "history"},
             "feature_variants": variant_rows,
+            "feature_selection": selection,
+            "training_missing_share": missing_share,
+            "rules": rules.to_metadata(),
+            "warnings": warnings,
             "trees": iteration_range(booster)[1],
             "versions": _versions(),
         }
 
         def extras(model_dir: Path, tag: str) -> dict:
-            write_profile(train_df[list(contract.names)], model_dir / PROFILE_FILE)
+            # The development sample: what monitoring compares live traffic with.
+            train_df[list(contract.names)].to_parquet(model_dir / REFERENCE_FILE)
             report_dir = settings.reports_dir / tag.replace(":", "_")
             write_report(
                 report_dir,
@@ -202,7 +291,14 @@ def train(
                 segments=segments_of(test_df),
                 importance=importance,
                 extra={
-                    "feature variants (default parameters)": variant_rows,
+                    **({"warnings": warnings} if warnings else {}),
+                    "feature service": selection,
+                    "feature variants (default parameters, validation window)": variant_rows,
+                    "business rules": {
+                        "applied": list(rules.applicable),
+                        "not applicable": rules.not_applicable,
+                    },
+                    "missing in the training rows (share, by feature)": missing_share,
                     "tuning trials": (tuning or {}).get("history", []),
                     "decision bands (chosen on validation)": bands,
                     "calibration": calibration_info,
@@ -212,7 +308,7 @@ def train(
             )
             for name in ("report.html", "report.json"):
                 shutil.copy(report_dir / name, model_dir / name)
-            return {"report": str(report_dir / "report.html"), "reference_profile": PROFILE_FILE}
+            return {"report": str(report_dir / "report.html"), "reference_data": REFERENCE_FILE}
 
         progress.update(step, description="registering the model")
         tag = registry.save(booster, metadata, labels={"feature_service": service_name},
@@ -222,6 +318,11 @@ def train(
         "model_tag": tag,
         "stage": "candidate",
         "feature_service": service_name,
+        "feature_selection": selection,
+        "warnings": warnings,
+        "rules_applied": list(rules.applicable),
+        "rules_not_applicable": rules.not_applicable,
+        "training_missing_share": missing_share,
         "test_auc": round(test_metrics["roc_auc"], 4),
         "test_pr_auc": round(test_metrics["pr_auc"], 4),
         "test_brier": round(test_metrics["brier"], 4),

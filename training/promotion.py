@@ -8,23 +8,16 @@ large segment. ``force`` overrides the verdict and is logged as such.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import sqlalchemy as sa
-
-from creditflow.calibration import Calibration
-from creditflow.config import (
-    LABEL_COLUMN,
-    MODEL_NAME,
-    Settings,
-    export_environment,
-    get_settings,
-)
-from creditflow.db import get_engine, model_events, model_stages
-from training import registry
-from training.dataset import TEST_SHARE, entity_frame, historical_features, load_labeled_loans
-from training.evaluate import metrics, segment_metrics, segments_of
-from training.model import predict
+from creditflow.config import Settings, get_settings
+from creditflow.contract import LABEL_COLUMN, LOANS
+from creditflow.db import get_engine
+from creditflow.model import registry
+from creditflow.model.stages import champion_tag, latest_candidate, log_event, set_stage
+from creditflow.postprocessing.calibration import Calibration
+from creditflow.store.point_in_time import historical_features
+from creditflow.training.dataset import TEST_SHARE, entity_frame, load_labeled_loans
+from creditflow.training.evaluate import metrics, segment_metrics, segments_of
+from creditflow.training.model import predict
 
 # The promotion policy, declared once.
 MIN_AUC_GAIN = 0.002  # the candidate's test ROC AUC must exceed the champion's by this
@@ -37,68 +30,9 @@ class PromotionError(RuntimeError):
     """Promotion or rollback is impossible (unknown model, nothing to roll back to)."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _log(conn, tag: str, action: str, reason: str, details: dict, forced: bool = False) -> None:
-    conn.execute(
-        model_events.insert(),
-        {"tag": tag, "action": action, "forced": forced, "reason": reason,
-         "details": details, "at": _now()},
-    )  # fmt: skip
-
-
-def _set_stage(conn, tag: str, stage: str) -> None:
-    row = model_stages.c.tag == tag
-    updated = conn.execute(model_stages.update().where(row).values(stage=stage, updated_at=_now()))
-    if updated.rowcount == 0:
-        conn.execute(model_stages.insert(), {"tag": tag, "stage": stage, "updated_at": _now()})
-
-
-def register_candidate(tag: str, settings: Settings | None = None, details: dict | None = None):
-    with get_engine(settings).begin() as conn:
-        _set_stage(conn, tag, "candidate")
-        _log(conn, tag, "registered", "trained", details or {})
-
-
-def stages(settings: Settings | None = None) -> dict[str, str]:
-    with get_engine(settings).connect() as conn:
-        return dict(conn.execute(sa.select(model_stages.c.tag, model_stages.c.stage)).all())
-
-
-def champion_tag(settings: Settings | None = None) -> str | None:
-    champions = [tag for tag, stage in stages(settings).items() if stage == "champion"]
-    return champions[0] if champions else None
-
-
-def require_champion(settings: Settings | None = None) -> str:
-    """The champion's tag, or an error that says how to get one (serving needs a champion)."""
-    tag = champion_tag(settings)
-    if tag is None:
-        raise LookupError(
-            f"no champion {MODEL_NAME} model: run `creditflow train` then `creditflow promote`"
-        )
-    return tag
-
-
-def latest_candidate(settings: Settings | None = None) -> str | None:
-    export_environment(settings)
-    import bentoml
-
-    known = stages(settings)
-    try:
-        stored = bentoml.models.list(MODEL_NAME)
-    except bentoml.exceptions.NotFound:
-        return None
-    models = sorted(stored, key=lambda m: m.info.creation_time)
-    candidates = [str(m.tag) for m in models if known.get(str(m.tag)) == "candidate"]
-    return candidates[-1] if candidates else None
-
-
 def recent_window(settings: Settings) -> tuple:
     """Entity rows of the most recent labelled loans (the comparison window)."""
-    loans = load_labeled_loans(settings).sort_values(["event_timestamp", "loan_id"])
+    loans = load_labeled_loans(settings).sort_values([LOANS.timestamp, *LOANS.key])
     recent = loans.iloc[int(len(loans) * (1 - TEST_SHARE)) :]
     return entity_frame(recent)
 
@@ -177,74 +111,15 @@ def promote(
     with get_engine(settings).begin() as conn:
         if summary["promoted"]:
             if current is not None:
-                _set_stage(conn, current, "retired")
-            _set_stage(conn, tag, "champion")
+                set_stage(conn, current, "retired")
+            set_stage(conn, tag, "champion")
             why = (
                 "forced despite: " + "; ".join(reasons)
                 if reasons
                 else ("first champion" if current is None else "beats the champion")
             )
-            _log(conn, tag, "promoted", why, {**details, "replaced": current}, forced=force)
+            log_event(conn, tag, "promoted", why, {**details, "replaced": current}, forced=force)
         else:
-            _log(conn, tag, "refused", "; ".join(reasons), details)
+            log_event(conn, tag, "refused", "; ".join(reasons), details)
     summary["champion"] = tag if summary["promoted"] else current
     return summary
-
-
-def rollback(settings: Settings | None = None) -> dict:
-    """Restore the champion that the current one replaced."""
-    settings = settings or get_settings()
-    current = champion_tag(settings)
-    if current is None:
-        raise PromotionError("there is no champion to roll back")
-    query = (
-        sa.select(model_events.c.details)
-        .where(model_events.c.tag == current, model_events.c.action == "promoted")
-        .order_by(model_events.c.id.desc())
-        .limit(1)
-    )
-    engine = get_engine(settings)
-    with engine.connect() as conn:
-        details = conn.scalar(query) or {}
-    previous = details.get("replaced")
-    if previous is None:
-        raise PromotionError(f"{current} replaced no champion: nothing to roll back to")
-    with engine.begin() as conn:
-        _set_stage(conn, current, "retired")
-        _set_stage(conn, previous, "champion")
-        _log(conn, previous, "rolled_back", f"rollback from {current}", {"from": current})
-    return {"champion": previous, "retired": current}
-
-
-def events(settings: Settings | None = None, limit: int = 50) -> list[dict]:
-    query = sa.select(model_events).order_by(model_events.c.id.desc()).limit(limit)
-    with get_engine(settings).connect() as conn:
-        return [dict(row) for row in conn.execute(query).mappings()]
-
-
-def list_models(settings: Settings | None = None) -> list[dict]:
-    """Every stored model with its stage and key metrics, newest first."""
-    export_environment(settings)
-    import bentoml
-
-    known = stages(settings)
-    rows = []
-    try:
-        stored = bentoml.models.list(MODEL_NAME)
-    except bentoml.exceptions.NotFound:
-        return []
-    for model in stored:
-        meta = model.info.metadata
-        test = meta.get("metrics", {}).get("test", {})
-        rows.append({
-            "tag": str(model.tag),
-            "stage": known.get(str(model.tag), "unregistered"),
-            "created": model.info.creation_time.isoformat(timespec="seconds"),
-            "feature_service": meta.get("feature_service"),
-            "test_auc": test.get("roc_auc"),
-            "test_brier": test.get("brier"),
-            "test_ece": test.get("ece"),
-            "rows": meta.get("rows", {}).get("train"),
-        })  # fmt: skip
-    rows.sort(key=lambda r: r["created"], reverse=True)
-    return rows

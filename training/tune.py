@@ -12,9 +12,9 @@ import optuna
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from creditflow.config import LABEL_COLUMN
-from creditflow.features import FeatureContract
-from training.model import fit, predict
+from creditflow.contract import LABEL_COLUMN
+from creditflow.store.features import FeatureContract
+from creditflow.training.model import fit, predict
 
 DEFAULT_TRIALS = 12
 DEFAULT_TIMEOUT_S = 45.0

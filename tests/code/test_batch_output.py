@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bento.batch import _output_table
-from creditflow.predict import REASON_CODES, Answers
-from creditflow.rules import RULE_IDS
+from creditflow.batch.score import _output_table
+from creditflow.postprocessing.predict import REASON_CODES, Answers
+from creditflow.postprocessing.rules import RULE_IDS
 
 NAMES = ("income", "debts")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from creditflow.encoding import RowEncoder, training_frame
-from creditflow.features import FeatureContract
+from creditflow.preprocessing.encoding import RowEncoder, training_frame
+from creditflow.store.features import FeatureContract
 
 CONTRACT = FeatureContract(
     "svc", ("colour", "size", "weight"), ("colour",), ("String", "Int64", "Float64")

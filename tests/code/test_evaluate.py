@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.evaluate import AGE_BANDS, metrics, reliability, segment_metrics, segments_of
+from creditflow.training.evaluate import (
+    AGE_BANDS,
+    metrics,
+    reliability,
+    segment_metrics,
+    segments_of,
+)
 
 
 def test_perfectly_separated_scores_rank_perfectly():

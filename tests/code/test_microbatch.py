@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from bento.microbatch import MicroBatcher
+from creditflow.bento.microbatch import MicroBatcher
 
 
 def test_concurrent_requests_share_a_batch_and_get_their_own_answers():

@@ -5,8 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from creditflow.calibration import Calibration, fit_calibration
-from creditflow.policy import choose_bands, decide, decision_costs
+from creditflow.postprocessing.calibration import Calibration
+from creditflow.postprocessing.policy import choose_bands, decide, decision_costs
+from creditflow.training.calibrate import fit_calibration
 
 
 def _mean_cost(labels, probabilities, approve_below, decline_at):

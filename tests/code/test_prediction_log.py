@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from bento.prediction_log import PredictionLog, entity_hasher
-from creditflow.db import metadata, predictions
+from creditflow.bento.prediction_log import PredictionLog, entity_hasher
+from creditflow.tables import metadata, predictions
 
 
 def _engine(tmp_path):

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from training.evaluate import metrics
-from training.report import ScoredModel, write_report
+from creditflow.training.evaluate import metrics
+from creditflow.training.report import ScoredModel, write_report
 
 
 def _reject(constant: str):

@@ -2,8 +2,16 @@
 
 import numpy as np
 
-from creditflow.policy import DECISIONS
-from creditflow.rules import MAX_AUTOMATIC_LOAN_TO_INCOME, RULE_IDS, RULES, Facts, apply_rules
+from creditflow.postprocessing.policy import DECISIONS
+from creditflow.postprocessing.rules import (
+    MAX_AUTOMATIC_LOAN_TO_INCOME,
+    MAX_TRAINING_MISSING_SHARE,
+    RULE_IDS,
+    RULES,
+    Facts,
+    ModelRules,
+    apply_rules,
+)
 
 NAMES = ("bankruptcies", "loan_to_income", "credit_card_due")
 
@@ -63,3 +71,52 @@ def test_rows_are_decided_independently():
     assert list(decisions) == ["approve", "decline", "review"]
     assert list(decided_by) == ["band:approve", "HARD_DECLINE_BANKRUPTCIES",
                                 "REVIEW_HIGH_LOAN_TO_INCOME"]  # fmt: skip
+
+
+def test_each_rule_reads_only_the_features_it_declares():
+    """A rule reading an undeclared feature would fail models without it at request time."""
+    for rule in RULES:
+        columns = {name: [1.0] for name in rule.needs}
+        rule.fires(Facts(columns, np.zeros((1, len(columns)), bool)))  # no KeyError
+
+
+def test_rules_needing_features_a_model_lacks_do_not_apply_to_it():
+    names = ("loan_to_income", "person_age")
+    rules = ModelRules.for_model("application_only", names)
+    assert "HARD_DECLINE_BANKRUPTCIES" not in rules.applicable
+    assert rules.not_applicable == {
+        "HARD_DECLINE_BANKRUPTCIES": "needs bankruptcies, not in application_only"
+    }
+    columns = {"loan_to_income": [0.9], "person_age": [30]}
+    decisions, decided_by, fired = apply_rules(
+        np.array([0]), Facts(columns, np.zeros((1, 2), bool)), rules.applicable
+    )
+    assert (decisions[0], decided_by[0]) == ("review", "REVIEW_HIGH_LOAN_TO_INCOME")
+    assert not fired[0, RULE_IDS.index("HARD_DECLINE_BANKRUPTCIES")]
+
+
+def test_older_models_get_their_rules_from_their_contract():
+    meta = {"feature_service": "application_only", "feature_names": ["loan_to_income"]}
+    assert ModelRules.from_metadata(meta).applicable == (
+        "REVIEW_MISSING_FEATURES", "REVIEW_HIGH_LOAN_TO_INCOME",
+    )  # fmt: skip
+    assert ModelRules.from_metadata(meta).watched == ("loan_to_income",)
+    stored = ModelRules.for_model("application_only", ["loan_to_income"]).to_metadata()
+    stored["not_applicable"]["REVIEW_HIGH_LOAN_TO_INCOME"] = "switched off for this model"
+    assert ModelRules.from_metadata({**meta, "rules": stored}).applicable == (
+        "REVIEW_MISSING_FEATURES",
+    )
+
+
+def test_missing_counts_only_for_features_the_model_usually_had():
+    shares = {"bankruptcies": MAX_TRAINING_MISSING_SHARE + 0.2, "credit_card_due": 0.01,
+              "loan_to_income": 0.0}  # fmt: skip
+    rules = ModelRules.for_model("credit", NAMES, shares)
+    assert rules.watched == ("loan_to_income", "credit_card_due")
+    columns = {"bankruptcies": [None, 0], "loan_to_income": [0.1, 0.1],
+               "credit_card_due": [5.0, None]}  # fmt: skip
+    missing = np.array([[True, False, False], [False, False, True]])
+    facts = Facts(columns, missing, watched=rules.watched_mask(NAMES))
+    decisions, decided_by, _ = apply_rules(np.array([0, 0]), facts, rules.applicable)
+    # Missing bankruptcies: the model learned without them. Missing card dues: it did not.
+    assert list(decided_by) == ["band:approve", "REVIEW_MISSING_FEATURES"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from ingestion.demo_world import TABLES, dirty_mask, generate_world, write_world
+from creditflow.demo_world.generator import TABLES, dirty_mask, generate_world, write_world
 
 N = 3_000
 END = datetime(2025, 6, 1, tzinfo=UTC)

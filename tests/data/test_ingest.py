@@ -12,12 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from creditflow.config import get_settings
-from creditflow.db import get_engine, ingestion_log, quarantine
-from ingestion import ledger, offline
-from ingestion.contract import LOANS
-from ingestion.demo_world import generate_world
-from ingestion.ingest import ingest
-from ingestion.readers import RawBatch, SchemaError, frame_fingerprint, read_source
+from creditflow.contract import LOANS
+from creditflow.db import get_engine
+from creditflow.demo_world.generator import generate_world
+from creditflow.ingestion import ledger, offline
+from creditflow.ingestion.ingest import ingest
+from creditflow.ingestion.readers import RawBatch, SchemaError, frame_fingerprint, read_source
+from creditflow.tables import ingestion_log, quarantine
 
 
 @pytest.fixture()

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from creditflow.config import MODEL_FEATURE_SERVICE, get_settings
-from ingestion.ingest import ingest
-from ingestion.readers import RawBatch, frame_fingerprint
-from training.dataset import historical_features
+from creditflow.ingestion.ingest import ingest
+from creditflow.ingestion.readers import RawBatch, frame_fingerprint
+from creditflow.store.point_in_time import historical_features
 
 T = pd.Timestamp
 
@@ -93,10 +93,10 @@ def test_snapshots_older_than_the_ttl_are_not_used(tiny_home):
 def test_demo_world_join_matches_an_independent_as_of_join(demo_home):
     """Every training row's bureau features equal the latest snapshot at or before the loan
     (within the view's TTL), computed independently with pandas."""
-    from creditflow.features import get_store
-    from ingestion.contract import CREDIT_HISTORY
-    from ingestion.offline import read_table
-    from training.dataset import build_training_set
+    from creditflow.contract import CREDIT_HISTORY
+    from creditflow.ingestion.offline import read_table
+    from creditflow.store.features import get_store
+    from creditflow.training.dataset import build_training_set
 
     data = build_training_set(MODEL_FEATURE_SERVICE, demo_home.settings)
     ttl = get_store(demo_home.settings).get_feature_view("credit_history").ttl

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from creditflow.config import get_settings
-from creditflow.features import get_store
-from ingestion import offline
-from ingestion.contract import CREDIT_HISTORY
-from ingestion.demo_world import generate_world
-from ingestion.ingest import ingest
-from ingestion.readers import RawBatch, frame_fingerprint
+from creditflow.contract import CREDIT_HISTORY
+from creditflow.demo_world.generator import generate_world
+from creditflow.ingestion import offline
+from creditflow.ingestion.ingest import ingest
+from creditflow.ingestion.readers import RawBatch, frame_fingerprint
+from creditflow.store.features import get_store
 
 
 def batch(frame: pd.DataFrame) -> RawBatch:

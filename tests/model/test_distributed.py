@@ -9,10 +9,11 @@ import pytest
 from distributed import LocalCluster
 from sklearn.metrics import roc_auc_score
 
-from creditflow.config import LABEL_COLUMN
-from training.dataset import build_training_set, time_split
-from training.distributed import fit_dask
-from training.model import fit, iteration_range, predict
+from creditflow.contract import LABEL_COLUMN
+from creditflow.model.registry import iteration_range
+from creditflow.training.dataset import build_training_set, time_split
+from creditflow.training.distributed import fit_dask
+from creditflow.training.model import fit, predict
 
 # The trees do not depend on the thread count. Pinning it keeps the single-process fit from
 # oversubscribing a busy 2-core machine: its OpenMP threads then spin-wait (measured 82 s at

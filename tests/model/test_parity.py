@@ -2,6 +2,7 @@
 
 For real applicants, the feature vector the service builds from the online store must equal
 the one training builds with the point-in-time join, at a time after the newest feature value.
+Held with the fast paths and with the public APIs only (CREDITFLOW_FAST_PATHS=0).
 """
 
 import math
@@ -11,16 +12,17 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from bento.scoring import Scorer
-from creditflow.encoding import training_frame
-from ingestion.contract import LOANS
-from ingestion.offline import read_table
-from training import registry
-from training.dataset import entity_frame, historical_features
+from creditflow.bento.scoring import Scorer
+from creditflow.contract import LOANS
+from creditflow.ingestion.offline import read_table
+from creditflow.model import registry
+from creditflow.preprocessing.encoding import training_frame
+from creditflow.store.point_in_time import historical_features
+from creditflow.training.dataset import entity_frame
 
 
 @pytest.fixture(scope="module")
-def paired_vectors(demo_home):
+def offline_vectors(demo_home):
     valid = read_table(demo_home.settings, LOANS)
     # One loan per applicant (the online store holds one value per entity), 300 applicants.
     sample = valid.drop_duplicates("dob_ssn", keep="last").sample(300, random_state=1)
@@ -29,8 +31,19 @@ def paired_vectors(demo_home):
     offline = historical_features(
         entities, demo_home.training["feature_service"], demo_home.settings
     )
+    return entities, offline
+
+
+@pytest.fixture(scope="module", params=["fast", "public"])
+def paired_vectors(request, demo_home, offline_vectors):
+    entities, offline = offline_vectors
     model = registry.load(demo_home.training["model_tag"])
-    scorer = Scorer(model)
+    with pytest.MonkeyPatch.context() as patch:  # the setting, read when the scorer is built
+        patch.setenv("CREDITFLOW_FAST_PATHS", "1" if request.param == "fast" else "0")
+        scorer = Scorer(model)
+    fast = request.param == "fast"
+    assert scorer.predictor.fast_paths is fast and scorer.features.fast is fast
+    assert (scorer.predictor.tables is not None) is fast
     request_fields = ["dob_ssn", "zipcode", *scorer.model.contract.names]
     applications = [
         {k: v for k, v in row.items() if k in request_fields}
@@ -80,3 +93,10 @@ def test_service_and_training_encodings_give_the_same_scores(paired_vectors):
         scorer.predictor.encoder.encode_columns(online), iteration_range=model.iteration_range
     )
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)
+    # The scorer's own trees (leaf tables for one row, C calls for many, or the public API).
+    one = np.concatenate([scorer.predictor.predict({n: v[i : i + 1] for n, v in online.items()})
+                          .probability for i in range(0, len(served), 10)])  # fmt: skip
+    calibrated = scorer.predictor.calibration.apply(expected.astype(np.float64))
+    np.testing.assert_allclose(one, calibrated[::10], rtol=1e-5, atol=1e-7)
+    many = scorer.predictor.predict(online).probability
+    np.testing.assert_allclose(many, calibrated, rtol=1e-5, atol=1e-7)

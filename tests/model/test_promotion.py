@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from creditflow.config import MODEL_FEATURE_SERVICE
-from training import promotion
-from training.pipeline import train
+from creditflow.model import stages
+from creditflow.training import promotion
+from creditflow.training.pipeline import train
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,16 @@ def weak_challenger(demo_home) -> str:
 
 
 def test_the_first_model_became_champion(demo_home):
-    assert promotion.champion_tag(demo_home.settings) == demo_home.training["model_tag"]
+    assert stages.champion_tag(demo_home.settings) == demo_home.training["model_tag"]
 
 
 def test_a_worse_challenger_is_refused_with_the_reason(demo_home, weak_challenger):
-    champion = promotion.champion_tag(demo_home.settings)
+    champion = stages.champion_tag(demo_home.settings)
     outcome = promotion.promote(weak_challenger, settings=demo_home.settings)
     assert outcome["promoted"] is False
     assert any("does not beat the champion" in reason for reason in outcome["reasons"])
-    assert promotion.champion_tag(demo_home.settings) == champion
-    refused = promotion.events(demo_home.settings)[0]
+    assert stages.champion_tag(demo_home.settings) == champion
+    refused = stages.events(demo_home.settings)[0]
     assert (refused["tag"], refused["action"]) == (weak_challenger, "refused")
 
 
@@ -50,23 +52,82 @@ def test_the_cli_exits_3_when_refused(demo_home, weak_challenger):
 
 
 def test_force_promotes_and_is_logged_then_rollback_restores(demo_home, weak_challenger):
-    original = promotion.champion_tag(demo_home.settings)
+    original = stages.champion_tag(demo_home.settings)
     forced = promotion.promote(weak_challenger, force=True, settings=demo_home.settings)
     assert forced["promoted"] and forced["reasons"]
-    event = promotion.events(demo_home.settings)[0]
+    event = stages.events(demo_home.settings)[0]
     assert (event["action"], event["forced"]) == ("promoted", True)
     assert event["reason"].startswith("forced despite")
-    stages = promotion.stages(demo_home.settings)
-    assert (stages[weak_challenger], stages[original]) == ("champion", "retired")
+    now = stages.stages(demo_home.settings)
+    assert (now[weak_challenger], now[original]) == ("champion", "retired")
 
-    restored = promotion.rollback(demo_home.settings)
+    restored = stages.rollback(demo_home.settings)
     assert restored == {"champion": original, "retired": weak_challenger}
-    assert promotion.champion_tag(demo_home.settings) == original
-    listed = {m["tag"]: m["stage"] for m in promotion.list_models(demo_home.settings)}
+    assert stages.champion_tag(demo_home.settings) == original
+    listed = {m["tag"]: m["stage"] for m in stages.list_models(demo_home.settings)}
     assert listed[original] == "champion" and listed[weak_challenger] == "retired"
 
 
 def test_rollback_without_a_previous_champion_fails_clearly(demo_home):
     # The demo champion was the first one: after the rollback above it replaced nobody.
-    with pytest.raises(promotion.PromotionError, match="nothing to roll back|replaced no"):
-        promotion.rollback(demo_home.settings)
+    with pytest.raises(stages.StageError, match="nothing to roll back|replaced no"):
+        stages.rollback(demo_home.settings)
+
+
+def test_a_champion_without_bureau_features_serves_every_path(
+    demo_home, weak_challenger, tmp_path, serving
+):
+    """Any model the registry holds can serve: a champion on the application fields alone (no
+    ``bankruptcies``) answers /predict and /predict_batch (over HTTP from `bentoml serve`, and
+    the service's in-process Scorer) and score-batch, without the rule it cannot apply, which
+    training recorded as not applicable."""
+    import os
+
+    import httpx
+
+    from creditflow.batch.score import score_batch
+    from creditflow.bento.scoring import Scorer
+    from creditflow.config import environment
+    from creditflow.ingestion.offline import newest_applications
+    from creditflow.model import registry
+    from creditflow.store.features import get_store
+
+    settings = demo_home.settings
+    rules = registry.load(weak_challenger).metadata["rules"]
+    assert "bankruptcies" in rules["not_applicable"]["HARD_DECLINE_BANKRUPTCIES"]
+    assert "HARD_DECLINE_BANKRUPTCIES" not in rules["applicable"]
+    original = stages.champion_tag(settings)
+    promotion.promote(weak_challenger, force=True, settings=settings)
+    try:
+        champion = registry.load(stages.require_champion(settings))  # as the service loads it
+        assert champion.tag == weak_challenger
+        scorer = Scorer(champion, get_store(settings))
+        applications = newest_applications(settings, 40)
+        single = scorer.score(applications[:1])  # /predict
+        batch = scorer.score(applications)  # /predict_batch
+        assert single[0].decision == batch[0].decision
+        assert {s.decision for s in batch} <= {"approve", "review", "decline"}
+        assert not any("HARD_DECLINE_BANKRUPTCIES" in s.rules_fired for s in batch)
+
+        source = tmp_path / "applications.csv"
+        pd.DataFrame(applications).to_csv(source, index=False)
+        summary = score_batch(str(source), tmp_path / "scored.parquet", settings=settings)
+        assert (summary["model_tag"], summary["scored"]) == (weak_challenger, len(applications))
+        scored = pd.read_parquet(tmp_path / "scored.parquet")
+        assert scored["decision"].tolist() == [s.decision for s in batch]
+
+        env = {**os.environ, **environment(settings)}
+        target = "creditflow.bento.service:CreditScorer"  # serves the champion of the moment
+        with serving(target, env, tmp_path) as (_, url):
+            one = httpx.post(f"{url}/predict", json=applications[0], timeout=10)
+            assert one.status_code == 200, one.text
+            assert one.json()["model_tag"] == weak_challenger
+            assert one.json()["decision"] == batch[0].decision
+            many = httpx.post(f"{url}/predict_batch", json={"applications": applications[:20]},
+                              timeout=30)  # fmt: skip
+            assert many.status_code == 200, many.text
+            assert [a["decision"] for a in many.json()] == [s.decision for s in batch[:20]]
+            assert not any("HARD_DECLINE_BANKRUPTCIES" in a["rules_fired"] for a in many.json())
+    finally:
+        stages.rollback(settings)
+    assert stages.champion_tag(settings) == original

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,24 +13,22 @@ import httpx
 import pandas as pd
 import pytest
 
-from bento.scoring import Scorer
-from creditflow.config import REPO_ROOT, environment
-from creditflow.policy import decide
-from ingestion.offline import newest_applications
-from training import registry
+from creditflow.bento.scoring import Scorer
+from creditflow.config import environment
+from creditflow.ingestion.offline import newest_applications
+from creditflow.model import registry
+from creditflow.postprocessing.policy import decide
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def built_bento(demo_home) -> str:
     env = {**os.environ, **environment(demo_home.settings)}
+    # As `make bento` does: the bento installs the package's wheel, built by `make wheel`.
+    wheel = subprocess.run(["make", "-s", "wheel"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
     result = subprocess.run(
         [str(BIN / "bentoml"), "build", "-f", "bento/bentofile.yaml", ".", "--output", "tag"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -43,9 +40,8 @@ def built_bento(demo_home) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(demo_home, built_bento, tmp_path_factory):
+def server(demo_home, built_bento, tmp_path_factory, serving):
     """The served bento: its process and URL."""
-    port = _free_port()
     env = {
         **os.environ,
         **environment(demo_home.settings),
@@ -53,28 +49,8 @@ def server(demo_home, built_bento, tmp_path_factory):
         # Slow log batches: only the shutdown hook can write the last ones in time.
         "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "5",
     }
-    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    server = subprocess.Popen(
-        [str(BIN / "bentoml"), "serve", built_bento, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path_factory.mktemp("elsewhere"), env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert server.poll() is None, Path(log.name).read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("the service did not become ready:\n" + Path(log.name).read_text()[-3000:])
-        yield server, url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serving(built_bento, env, tmp_path_factory.mktemp("elsewhere")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +150,8 @@ def test_an_unknown_applicant_goes_to_review_by_rule(service_url, applications):
 
 def _push_bureau_record(settings, dob_ssn: str, at: pd.Timestamp, bankruptcies: int) -> None:
     """A credit-history record through `creditflow push`'s path: contract, offline, online."""
-    from ingestion.ingest import ingest
-    from ingestion.readers import RawBatch, frame_fingerprint
+    from creditflow.ingestion.ingest import ingest
+    from creditflow.ingestion.readers import RawBatch, frame_fingerprint
 
     record = pd.DataFrame([{
         "dob_ssn": dob_ssn, "credit_card_due": 500, "mortgage_due": 0, "student_loan_due": 0,
@@ -266,7 +242,8 @@ def test_openapi_docs(service_url):
 def _logged(settings, ids: list[str]) -> list[dict]:
     import sqlalchemy as sa
 
-    from creditflow.db import get_engine, predictions
+    from creditflow.db import get_engine
+    from creditflow.tables import predictions
 
     query = sa.select(predictions).where(predictions.c.prediction_id.in_(ids))
     with get_engine(settings).connect() as conn:

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from creditflow.features import get_service, get_store
-from creditflow.service_features import ServiceFeatures
-from ingestion.contract import APPLICATIONS, CREDIT_HISTORY, LOANS
-from ingestion.offline import read_table
+from creditflow.contract import APPLICATIONS, CREDIT_HISTORY, LOANS
+from creditflow.ingestion.offline import read_table
+from creditflow.store.features import get_service, get_store
+from creditflow.store.service_features import ServiceFeatures
 
 BUREAU = [c.name for c in CREDIT_HISTORY.columns if c.kind == "int"]
 

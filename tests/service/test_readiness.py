@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 
-from bento.scoring import Scorer
+from creditflow.bento.scoring import Scorer
 from creditflow.config import get_settings
-from creditflow.features import get_store
-from training import registry
+from creditflow.model import registry
+from creditflow.store.features import get_store
 
 
 def test_ready_with_a_working_store(demo_home):

@@ -3,7 +3,7 @@
 XGBoost's native categorical support keeps the category encoding inside the model: training
 hands it pandas categoricals, and the booster stores their categories. Serving reads those
 categories back from the booster to map strings to codes on a float32 row, which avoids the
-per-request DataFrame (about 2.4 ms) and DMatrix (about 16 ms) costs. No separate encoder
+cost of a per-request DataFrame and DMatrix (figures: docs/benchmarks.md). No separate encoder
 exists to drift.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from creditflow.features import FeatureContract
+from creditflow.store.features import FeatureContract
 
 
 def training_frame(df: pd.DataFrame, contract: FeatureContract) -> pd.DataFrame:

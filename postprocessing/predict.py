@@ -6,9 +6,10 @@ from differs (the online store, or the offline store's point-in-time join).
 
 Reason codes are XGBoost's own per-row contributions in their approximate form
 (``approx_contribs``: each split's change in expected value along the row's path). Like the
-exact SHAP values they add up to the model's margin, but they cost 19 µs a row here instead of
-206 µs. They are computed for the applications the model does not approve: those are the
-answers that must be explained (adverse-action reasons), and an approval costs no extra call.
+exact SHAP values they add up to the model's margin, at a tenth of their cost
+(docs/benchmarks.md). They are computed for the applications the model does not approve: those
+are the answers that must be explained (adverse-action reasons), and an approval costs no extra
+call.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from creditflow.booster_calls import BoosterCalls
-from creditflow.calibration import Calibration
-from creditflow.encoding import MANY_ROWS, RowEncoder
-from creditflow.leaf_tables import FEW_ROWS, LeafTables, leaf_tables
-from creditflow.policy import DECISIONS, band_ranks
-from creditflow.rules import RULE_IDS, Facts, apply_rules
+from creditflow.config import get_settings
+from creditflow.model.booster_calls import PublicCalls, TreeEvaluator, booster_calls
+from creditflow.model.leaf_tables import FEW_ROWS, LeafTables, leaf_tables
+from creditflow.postprocessing.calibration import Calibration
+from creditflow.postprocessing.policy import DECISIONS, band_ranks
+from creditflow.postprocessing.rules import RULE_IDS, Facts, ModelRules, apply_rules
+from creditflow.preprocessing.encoding import MANY_ROWS, RowEncoder
 
 if TYPE_CHECKING:
-    from training.registry import LoadedModel
+    from creditflow.model.registry import LoadedModel
 
 REASON_CODES = 3  # features reported as pushing the score up the most
 
@@ -53,17 +55,25 @@ class Answers:
 class Predictor:
     """Scores feature values with one stored model and the post-processing stored with it."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, fast_paths: bool | None = None) -> None:
+        """``fast_paths``: XGBoost's C calls and the leaf tables, each checked against the public
+        API when loaded (default: the ``CREDITFLOW_FAST_PATHS`` setting); False: public API only."""
         self.model = model
+        self.fast_paths = get_settings().fast_paths if fast_paths is None else fast_paths
         self.names = model.contract.names
         self.categorical = model.contract.categorical
         self.categorical_columns = [
             (index, name) for index, name in enumerate(self.names) if name in self.categorical
         ]
         self.encoder = RowEncoder(model.booster, model.contract)
-        self.calls = BoosterCalls(model.booster, model.iteration_range, model.nthread)
+        self.public = PublicCalls(model.booster, model.iteration_range, model.nthread)
+        self.calls = (booster_calls(model.booster, model.iteration_range, model.nthread)
+                      if self.fast_paths else self.public)  # fmt: skip
         self.calibration = Calibration.from_metadata(model.metadata.get("calibration"))
         self.bands = model.metadata["decision_bands"]
+        # Only the rules this model can apply, and the features whose absence matters to it.
+        self.rules = ModelRules.from_metadata(model.metadata)
+        self.watched = self.rules.watched_mask(self.names)
 
     def missing(self, columns: Mapping[str, Sequence[Any]], matrix: np.ndarray) -> np.ndarray:
         """Which values the store did not have. A numeric feature is NaN in the matrix only
@@ -81,12 +91,15 @@ class Predictor:
 
     @cached_property
     def tables(self) -> LeafTables | None:
-        """Built on first use (0.1-0.2 s here): a batch of many rows never needs them."""
-        return leaf_tables(self.model.booster, self.model.iteration_range, self.calls)
+        """Built on first use (0.1-0.2 s here): a batch of many rows never needs them. Checked
+        against XGBoost's public API; None without fast paths."""
+        if not self.fast_paths:
+            return None
+        return leaf_tables(self.model.booster, self.model.iteration_range, self.public)
 
-    def trees(self, rows: int) -> LeafTables | BoosterCalls:
+    def trees(self, rows: int) -> LeafTables | TreeEvaluator:
         """Who evaluates the trees: the leaf tables for a few rows, where XGBoost's per-call
-        setup would dominate, else XGBoost (creditflow/leaf_tables.py)."""
+        setup would dominate, else XGBoost (model/leaf_tables.py)."""
         few = rows <= FEW_ROWS and self.tables is not None
         return self.tables if few else self.calls
 
@@ -106,8 +119,9 @@ class Predictor:
         raw = 1.0 / (1.0 + np.exp(-margin.astype(np.float64)))
         probability = self.calibration.apply(raw)
         missing = self.missing(columns, matrix)
-        facts = Facts(columns, missing, self.categorical)
-        decision, decided_by, fired = apply_rules(band_ranks(probability, self.bands), facts)
+        facts = Facts(columns, missing, self.categorical, self.watched)
+        ranks = band_ranks(probability, self.bands)
+        decision, decided_by, fired = apply_rules(ranks, facts, self.rules.applicable)
         n = len(probability)
         reason_index = np.full((n, REASON_CODES), -1, dtype=np.int64)
         reason_contribution = np.full((n, REASON_CODES), np.nan)

@@ -1,6 +1,6 @@
 """Batch scoring (`creditflow score-batch`): a table of applications, each scored as of its own
 time with point-in-time features from the offline store, through the same FeatureService, the
-same model and the same post-processing (``creditflow/predict.py``) as /predict.
+same model and the same post-processing (``postprocessing/predict.py``) as /predict.
 
 Every input row is in the output, in the input's order: scored, or with the contract rules it
 breaks in ``error`` (and unreadable CSV lines after them). Nothing is dropped.
@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from creditflow.config import Settings, get_settings
-from creditflow.features import get_store
-from creditflow.predict import REASON_CODES, Answers, Predictor
-from creditflow.rules import RULE_IDS
-from creditflow.service_features import ServiceFeatures
-from ingestion.contract import APPLICATIONS, Col, reasons_of
-from ingestion.ingest import check
-from ingestion.readers import read_source
+from creditflow.contract import APPLICATIONS, Col, reasons_of
+from creditflow.ingestion.ingest import check
+from creditflow.ingestion.readers import read_source
+from creditflow.postprocessing.predict import REASON_CODES, Answers, Predictor
+from creditflow.postprocessing.rules import RULE_IDS
+from creditflow.store.features import get_store
+from creditflow.store.service_features import ServiceFeatures
 
 TIME = APPLICATIONS.timestamp  # the time each application is scored as of
 ROW = "input_row"  # position in the input, carried through the join
@@ -70,8 +70,8 @@ def score_batch(
     Each row is scored as of its ``event_timestamp`` column when the input has one, else as
     of ``at`` (default: now). ``step`` is told what is being done (progress display).
     """
-    from training import registry
-    from training.promotion import require_champion
+    from creditflow.model import registry
+    from creditflow.model.stages import require_champion
 
     started = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per stage, in the summary

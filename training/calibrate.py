@@ -1,48 +1,14 @@
-"""Probability calibration, fitted by training and applied identically by serving.
-
-Stored as plain numbers in the model's metadata (isotonic knots or Platt coefficients), so
-serving needs no scikit-learn object and cannot drift from what was fitted.
-"""
+"""Fitting the probability calibration on the validation window (serving applies it with
+``creditflow.postprocessing.calibration.Calibration``)."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
-EPS = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
-
-
-@dataclass(frozen=True)
-class Calibration:
-    method: str = "none"  # "none", "isotonic" or "platt"
-    knots_x: list[float] = field(default_factory=list)
-    knots_y: list[float] = field(default_factory=list)
-    slope: float = 1.0
-    intercept: float = 0.0
-
-    def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        p = np.asarray(probabilities, dtype=float)
-        if self.method == "isotonic":
-            return np.interp(p, self.knots_x, self.knots_y)
-        if self.method == "platt":
-            return 1 / (1 + np.exp(-(self.slope * _logit(p) + self.intercept)))
-        return p
-
-    def to_metadata(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_metadata(cls, meta: dict | None) -> Calibration:
-        return cls(**meta) if meta else cls()
+from creditflow.postprocessing.calibration import Calibration, logit
 
 
 def _fit(method: str, labels: np.ndarray, probabilities: np.ndarray) -> Calibration:
@@ -51,7 +17,7 @@ def _fit(method: str, labels: np.ndarray, probabilities: np.ndarray) -> Calibrat
         iso.fit(probabilities, labels)
         return Calibration("isotonic", iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist())
     if method == "platt":
-        lr = LogisticRegression(C=1e6).fit(_logit(probabilities)[:, None], labels)
+        lr = LogisticRegression(C=1e6).fit(logit(probabilities)[:, None], labels)
         return Calibration("platt", slope=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0]))
     return Calibration()
 

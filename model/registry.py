@@ -9,10 +9,12 @@ from pathlib import Path
 import xgboost as xgb
 
 from creditflow.config import MODEL_NAME, export_environment
-from creditflow.features import FeatureContract
-from training.model import iteration_range
+from creditflow.store.features import FeatureContract
 
 BOOSTER_FILE = "booster.ubj"
+# The training rows' features (the development sample), stored with the model: the reference
+# that monitoring profiles and compares live traffic with.
+REFERENCE_FILE = "reference.parquet"
 
 
 @dataclass
@@ -23,6 +25,12 @@ class LoadedModel:
     metadata: dict
     iteration_range: tuple[int, int]
     nthread: int | None = None  # what the booster predicts with (None: every core)
+
+
+def iteration_range(booster: xgb.Booster) -> tuple[int, int]:
+    """The trees to predict with: up to the best validation round when early-stopped."""
+    best = booster.attr("best_iteration")
+    return (0, int(best) + 1) if best is not None else (0, 0)
 
 
 def save(
@@ -50,7 +58,7 @@ def load(tag: str = f"{MODEL_NAME}:latest", nthread: int | None = 1) -> LoadedMo
     """A stored model, ready for low-latency prediction.
 
     ``nthread=1``: one-row predictions gain nothing from threads, and under load the extra
-    threads multiply tail latency (p99 24 ms vs 4.6 ms measured here). ``None`` keeps
+    threads multiply tail latency (docs/benchmarks.md). ``None`` keeps
     XGBoost's default (all cores), for batch work.
     """
     export_environment()

@@ -25,17 +25,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ingestion.contract import (
+from creditflow.contract import (
+    CREDIT_HISTORY,
     HOME_OWNERSHIP,
     LOAN_INTENTS,
     LOANS,
     LOCATION_TYPES,
+    ZIPCODES,
     violations,
 )
+from creditflow.contract import TABLES as SOURCE_TABLES
 
 DEFAULT_LOANS = 30_000
 DEFAULT_DIRTY_SHARE = 0.01
-TABLES = ("loans", "zipcodes", "credit_history")
+TABLES = tuple(SOURCE_TABLES)  # the contract's source tables, by name
 
 STATES = (
     "MA", "CT", "NJ", "NY", "PA", "MD", "VA", "WV", "NC", "SC",
@@ -121,12 +124,12 @@ def generate_world(
     credit = _credit_snapshots(rng, people, first_loan_t)
     loans = _loans(rng, n, loan_t, loan_person, rank, people, zips, credit, end_ts)
     world = {
-        "zipcodes": _zip_frame(rng, zips, end_ts),
-        "credit_history": _credit_frame(rng, credit, people, end_ts),
+        ZIPCODES.name: _zip_frame(rng, zips, end_ts),
+        CREDIT_HISTORY.name: _credit_frame(rng, credit, people, end_ts),
     }
     # Last, so that dirty_share changes only the dirty rows, never the clean world.
     _make_dirty(rng, loans, round(n * dirty_share))
-    return {"loans": pd.DataFrame(loans, columns=list(LOAN_COLUMNS)), **world}
+    return {LOANS.name: pd.DataFrame(loans, columns=list(LOAN_COLUMNS)), **world}
 
 
 def write_world(world: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, Path]:

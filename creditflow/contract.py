@@ -8,14 +8,20 @@ training, ingestion and serving.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import pandera.pandas as pa
 import pydantic
+from pydantic_core import PydanticCustomError
 
 Kind = Literal["int", "float", "str", "timestamp"]
+
+# Every source table's two times: Feast's event time and its tie-breaker.
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED_TIMESTAMP = "created_timestamp"
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class TableContract:
     columns: tuple[Col, ...]
     key: tuple[str, ...]  # the entity key
     unique: tuple[str, ...]  # no two rows may share these values
-    timestamp: str = "event_timestamp"
+    timestamp: str = EVENT_TIMESTAMP
 
     def column(self, name: str) -> Col:
         for col in self.columns:
@@ -61,8 +67,8 @@ class TableContract:
 
 def _timestamps() -> tuple[Col, Col]:
     return (
-        Col("event_timestamp", "timestamp", description="when the fact became true (UTC)"),
-        Col("created_timestamp", "timestamp", description="when the row was written (UTC)"),
+        Col(EVENT_TIMESTAMP, "timestamp", description="when the fact became true (UTC)"),
+        Col(CREATED_TIMESTAMP, "timestamp", description="when the row was written (UTC)"),
     )
 
 
@@ -81,10 +87,12 @@ LOAN_INTENTS = (
 )
 LOCATION_TYPES = ("PRIMARY", "ACCEPTABLE", "NOT ACCEPTABLE")
 
+# [0-9], not \d: \d matches any Unicode digit in Python and Rust (pydantic) but only ASCII in
+# RE2 (Arrow), so the API and ingestion would disagree on "١٩٨٠٠١٠١_١٢٣٤".
 DOB_SSN = Col(
     "dob_ssn",
     "str",
-    pattern=r"^\d{8}_\d{4}$",
+    pattern=r"^[0-9]{8}_[0-9]{4}$",
     description="applicant key: date of birth YYYYMMDD, underscore, last four SSN digits",
 )
 ZIPCODE = Col("zipcode", "int", ge=0, le=99999, description="5-digit US zipcode")
@@ -114,18 +122,20 @@ APPLICATION_COLUMNS = (
     Col("loan_int_rate", "float", ge=0, le=100, description="interest rate, percent"),
 )
 
+# Every integer is bounded at most by 2**53 - 1: conform() carries ints as float64 until rows
+# are filtered, and below that bound a float64 holds every integer exactly (nothing rounds,
+# nothing wraps when cast to int64).
+MAX_EXACT_INT = 2**53 - 1
+LOAN_ID = Col("loan_id", "int", ge=0, le=MAX_EXACT_INT)
+# The label: what training learns and feedback reports.
+LABEL = Col("loan_status", "int", ge=0, le=1, description="1 = defaulted")
+LABEL_COLUMN = LABEL.name
+
 LOANS = TableContract(
     name="loans",
-    columns=(
-        Col("loan_id", "int", ge=0),
-        DOB_SSN,
-        ZIPCODE,
-        *APPLICATION_COLUMNS,
-        Col("loan_status", "int", ge=0, le=1, description="1 = defaulted"),
-        *_timestamps(),
-    ),
-    key=("loan_id",),
-    unique=("loan_id",),
+    columns=(LOAN_ID, DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS, LABEL, *_timestamps()),
+    key=(LOAN_ID.name,),
+    unique=(LOAN_ID.name,),
 )
 
 ZIPCODES = TableContract(
@@ -135,32 +145,33 @@ ZIPCODES = TableContract(
         Col("city", "str"),
         Col("state", "str", pattern=r"^[A-Z]{2}$"),
         Col("location_type", "str", categories=LOCATION_TYPES),
-        Col("tax_returns_filed", "int", ge=0),
-        Col("population", "int", ge=0, watch_outliers=True),
-        Col("total_wages", "int", ge=0, watch_outliers=True),
+        Col("tax_returns_filed", "int", ge=0, le=10_000_000),
+        Col("population", "int", ge=0, le=10_000_000, watch_outliers=True),
+        Col("total_wages", "int", ge=0, le=10**12, description="USD", watch_outliers=True),
         *_timestamps(),
     ),
-    key=("zipcode",),
-    unique=("zipcode", "event_timestamp"),
+    key=(ZIPCODE.name,),
+    unique=(ZIPCODE.name, EVENT_TIMESTAMP),
 )
 
 CREDIT_HISTORY = TableContract(
     name="credit_history",
     columns=(
         DOB_SSN,
-        Col("credit_card_due", "int", ge=0, watch_outliers=True),
-        Col("mortgage_due", "int", ge=0, watch_outliers=True),
-        Col("student_loan_due", "int", ge=0, watch_outliers=True),
-        Col("vehicle_loan_due", "int", ge=0, watch_outliers=True),
-        Col("hard_pulls", "int", ge=0),
-        Col("missed_payments_2y", "int", ge=0),
-        Col("missed_payments_1y", "int", ge=0),
-        Col("missed_payments_6m", "int", ge=0),
-        Col("bankruptcies", "int", ge=0),
+        # Ranges bound what is possible, not what is usual (rare values are warnings).
+        Col("credit_card_due", "int", ge=0, le=10_000_000, watch_outliers=True),
+        Col("mortgage_due", "int", ge=0, le=1_000_000_000, watch_outliers=True),
+        Col("student_loan_due", "int", ge=0, le=10_000_000, watch_outliers=True),
+        Col("vehicle_loan_due", "int", ge=0, le=10_000_000, watch_outliers=True),
+        Col("hard_pulls", "int", ge=0, le=1_000),
+        Col("missed_payments_2y", "int", ge=0, le=1_000),
+        Col("missed_payments_1y", "int", ge=0, le=1_000),
+        Col("missed_payments_6m", "int", ge=0, le=1_000),
+        Col("bankruptcies", "int", ge=0, le=100),
         *_timestamps(),
     ),
-    key=("dob_ssn",),
-    unique=("dob_ssn", "event_timestamp"),
+    key=(DOB_SSN.name,),
+    unique=(DOB_SSN.name, EVENT_TIMESTAMP),
 )
 
 # What `creditflow score-batch` reads: applications as /predict takes them (any number per
@@ -168,7 +179,7 @@ CREDIT_HISTORY = TableContract(
 APPLICATIONS = TableContract(
     name="applications",
     columns=(DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS),
-    key=("dob_ssn", "zipcode"),
+    key=(DOB_SSN.name, ZIPCODE.name),
     unique=(),
 )
 
@@ -177,15 +188,67 @@ TABLES: dict[str, TableContract] = {t.name: t for t in (LOANS, ZIPCODES, CREDIT_
 
 # --- derived: pydantic request model -------------------------------------------------------
 
-_PY_TYPES: dict[Kind, type] = {"int": int, "float": float, "str": str}
+
+def _not_a_number(value: Any, kind: str) -> PydanticCustomError:
+    """The error for a JSON value of the wrong type, naming what it is instead."""
+    what = {bool: "a boolean", str: "a string", type(None): "null", list: "an array"}.get(
+        type(value), "an object" if isinstance(value, dict) else type(value).__name__
+    )
+    article = "an" if kind == "integer" else "a"
+    return PydanticCustomError(
+        "int_type" if kind == "integer" else "float_type",
+        "Input should be {article} {kind}, not {what}",
+        {"article": article, "kind": kind, "what": what},
+    )
+
+
+def _finite(value: Any) -> float:
+    """A JSON number as a finite float; NaN, Infinity and numbers beyond float range fail."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise PydanticCustomError(
+            "finite_number",
+            "Input should be a finite number, not {value}",
+            {"value": "NaN" if math.isnan(number) else f"{'-' if number < 0 else ''}Infinity"},
+        )
+    return number
+
+
+def _json_int(value: Any) -> int:
+    """JSON numbers have no int/float distinction: 40 and 40.0 are the integer 40 (as in a CSV);
+    40.5, booleans, strings and null are not integers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, float):
+        raise _not_a_number(value, "integer")
+    if not _finite(value).is_integer():
+        raise PydanticCustomError(
+            "int_from_float", "Input should be a whole number, not {value}", {"value": value}
+        )
+    return int(value)
+
+
+def _json_float(value: Any) -> float:
+    """Only JSON numbers, finite: no booleans (true is not 1%), no strings ("9_0" is not 90)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _not_a_number(value, "number")
+    return _finite(value)
+
+
+_PY_TYPES: dict[Kind, Any] = {
+    "int": Annotated[int, pydantic.BeforeValidator(_json_int)],
+    "float": Annotated[float, pydantic.BeforeValidator(_json_float)],
+    "str": pydantic.StrictStr,
+}
 
 
 def _pydantic_field(col: Col) -> tuple[Any, Any]:
     annotation: Any = _PY_TYPES[col.kind]
     if col.categories:
         annotation = Literal[col.categories]  # type: ignore[valid-type]
-    if col.kind == "int":
-        annotation = pydantic.StrictInt if not col.categories else annotation
     kwargs: dict[str, Any] = {"description": col.description or None}
     if col.ge is not None:
         kwargs["ge"] = col.ge
@@ -213,8 +276,8 @@ class TimeWindow:
     """Plausible event times: not in the future (beyond a tolerance), not older than a horizon."""
 
     now: pd.Timestamp
-    max_age: pd.Timedelta
-    tolerance: pd.Timedelta = pd.Timedelta(minutes=5)
+    max_age: pd.Timedelta  # Settings.max_event_age_days
+    tolerance: pd.Timedelta  # Settings.future_tolerance_minutes
 
 
 def _number(value: float) -> str:
@@ -235,7 +298,7 @@ def _checks(col: Col) -> list[pa.Check]:
 
 
 def _matching(pattern: str):
-    """A vectorised regex check (Arrow's RE2): pandas' per-row ``str.match`` cost 1.2 s per
+    """A vectorised regex check (Arrow's RE2): pandas' per-row ``str.match`` is far slower on a
     million keys. A value that is not a string does not match; nulls are pandera's to judge."""
     import pyarrow as arrow
     import pyarrow.compute as pc

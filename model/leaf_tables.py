@@ -1,20 +1,20 @@
 """A few rows' margins and reason-code contributions without XGBoost's per-call setup.
 
 Every XGBoost prediction call sets up a new context, and ``Context::Init`` compiles regular
-expressions (74% of a one-row call's instructions, callgrind; dmlc/xgboost#12311): 0.08 ms a
-margin in a loop, 0.2 ms and more in the serving process, whose caches the framework keeps cold,
-and a review or decline takes a second call for its reasons. Yet everything XGBoost computes for
+expressions (dmlc/xgboost#12311): most of a one-row call, and a review or decline takes a second
+call for its reasons (measured in docs/benchmarks.md). Yet everything XGBoost computes for
 a row here depends only on the leaf the row reaches in each tree: the margin is the base margin
 plus those leaves' values, and the approximate (Saabas) contributions are fixed along each path
 from the root. So this module finds the leaves with Treelite's GTIL (dmlc's tree-inference
 library, reading the same model, categorical splits and default directions included) and adds
 up one table row per leaf, built once from the booster's own JSON with XGBoost's float32
-arithmetic in XGBoost's order: both answers for a row in 0.04 ms, 0.07 ms with cold caches
-(XGBoost's two calls: 0.23 and 0.29 ms), bit for bit XGBoost's.
+arithmetic in XGBoost's order: both answers for a row several times faster than XGBoost's two
+calls, bit for bit XGBoost's.
 
-That equality is checked, not assumed: :func:`leaf_tables` compares the tables with XGBoost on
-probe rows when they are built and, should they ever differ (a model or library change),
-logs why and leaves every row to XGBoost. tests/model/test_predict.py compares real rows.
+That equality is checked, not assumed: :func:`leaf_tables` compares the tables with XGBoost's
+public API on probe rows when they are built and, should they ever differ or Treelite's library
+handle be gone (a model or library change), logs why and leaves every row to XGBoost.
+tests/model/test_predict.py compares real rows. ``CREDITFLOW_FAST_PATHS=0`` skips the tables.
 """
 
 from __future__ import annotations
@@ -22,28 +22,36 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+from functools import cache
 
 import numpy as np
 import treelite
 import xgboost as xgb
-from treelite.core import _LIB as _TREELITE
-from treelite.core import _check_call
-from treelite.gtil.gtil import GTILConfig
 
-from creditflow.booster_calls import BoosterCalls, Contributions, float32_rows
+from creditflow.model.booster_calls import Contributions, TreeEvaluator, float32_rows, probe_rows
 
 log = logging.getLogger(__name__)
 
 _F32 = np.float32
-# Up to this many rows the tables are faster (measured: 144 against 276 µs for 8 rows, margins
-# and contributions); GTIL walks a row's trees in 7.5 µs against XGBoost's 3.2, so from about
-# 32 rows on XGBoost's own loops win.
+# Up to this many rows the tables are faster; GTIL walks a row's trees more slowly than XGBoost,
+# so for more rows XGBoost's own loops win (docs/benchmarks.md).
 FEW_ROWS = 16
-# Through PyDLL: the call (11 µs for a row) keeps the interpreter lock. ctypes' CDLL would
-# release it, and taking it back mid-request can mean waiting for another thread.
-_PREDICT = ctypes.PyDLL(_TREELITE._name).TreeliteGTILPredict
-_PREDICT.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64,
-                     ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+
+
+@cache
+def _gtil() -> tuple:
+    """Treelite's private library handle, its GTILPredict and GTILConfig: looked up when tables
+    are first built, so that a Treelite without them only costs the tables (leaf_tables())."""
+    from treelite.core import _LIB as _TREELITE
+    from treelite.core import _check_call
+    from treelite.gtil.gtil import GTILConfig
+
+    # Through PyDLL: the call (microseconds for a row) keeps the interpreter lock. ctypes' CDLL
+    # would release it, and taking it back mid-request can mean waiting for another thread.
+    predict = ctypes.PyDLL(_TREELITE._name).TreeliteGTILPredict
+    predict.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64,
+                        ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+    return predict, _check_call, GTILConfig
 
 
 def _node_means(
@@ -120,8 +128,9 @@ class LeafTables:
         self.values, self.contributions_by_node, self.offsets = _tables(
             trees, self.width, self.base_margin
         )
+        self._predict, self._check_call, config = _gtil()
         self._model = treelite.frontend.from_xgboost(trees_booster)
-        self._config = GTILConfig(nthread=1, predict_type="leaf_id")
+        self._config = config(nthread=1, predict_type="leaf_id")
         self._leaf_type = np.dtype(self._model.output_type)
 
     def leaves(self, matrix: np.ndarray) -> np.ndarray:
@@ -129,8 +138,9 @@ class LeafTables:
         matrix = float32_rows(matrix, self.width)
         out = np.empty((len(matrix), len(self.offsets)), dtype=self._leaf_type)
         if len(matrix):
-            _check_call(_PREDICT(self._model.handle, matrix.ctypes.data, b"float32",
-                                 len(matrix), out.ctypes.data, self._config.handle))  # fmt: skip
+            self._check_call(self._predict(self._model.handle, matrix.ctypes.data, b"float32",
+                                           len(matrix), out.ctypes.data,
+                                           self._config.handle))  # fmt: skip
         return out.astype(np.int64) + self.offsets
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
@@ -159,34 +169,17 @@ class LeafTables:
         return out
 
 
-def probe_rows(booster: xgb.Booster, rows: int = 256, seed: int = 0) -> np.ndarray:
-    """Rows that take many paths through the trees: each feature at, just below or away from
-    one of its split values, a category code, or missing."""
-    frame = booster.trees_to_dataframe()
-    rng = np.random.default_rng(seed)
-    width = booster.num_features()
-    names = booster.feature_names or [f"f{i}" for i in range(width)]
-    matrix = np.full((rows, width), np.nan, dtype=_F32)
-    for index, name in enumerate(names):
-        splits = frame[frame.Feature == name]
-        numeric = splits.Split.dropna().to_numpy(dtype=_F32)
-        codes = [int(c) for cats in splits.Category.dropna() for c in cats]
-        choices = np.concatenate([numeric, np.nextafter(numeric, _F32(-np.inf)),
-                                  numeric * _F32(2), np.asarray(codes, dtype=_F32),
-                                  np.arange(max(codes, default=-1) + 2, dtype=_F32)])  # fmt: skip
-        if len(choices):
-            matrix[:, index] = rng.choice(choices, size=rows)
-    matrix[rng.random(matrix.shape) < 0.1] = np.nan
-    return matrix
-
-
 def leaf_tables(
-    booster: xgb.Booster, iteration_range: tuple[int, int], calls: BoosterCalls
+    booster: xgb.Booster,
+    iteration_range: tuple[int, int],
+    calls: TreeEvaluator,
+    build: type[LeafTables] = LeafTables,
 ) -> LeafTables | None:
-    """The booster's leaf tables if they answer exactly as XGBoost does on probe rows; else
-    None, with the reason logged (every row then goes through XGBoost)."""
+    """The booster's leaf tables if they answer exactly as ``calls`` (XGBoost's public API, in
+    the Predictor) does on probe rows; else None, with the reason logged (every row then goes
+    through XGBoost). ``build``: the class to check, for tests."""
     try:
-        tables = LeafTables(booster, iteration_range)
+        tables = build(booster, iteration_range)
         probes = probe_rows(booster)
         for name in ("margin", "contributions"):
             ours, xgboost = getattr(tables, name)(probes), getattr(calls, name)(probes)

@@ -1,0 +1,1 @@
+"""Alembic migrations of our tables (see creditflow/migrate.py): shipped with the package."""
