@@ -8,7 +8,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 # See creditflow/__init__.py: spinning OpenMP threads make XGBoost much slower on 2 cores.
 export OMP_WAIT_POLICY ?= PASSIVE
+# `make demo PORT=8080 LOANS=5000 CREDITFLOW_HOME=/tmp/cf`: the service's port, the demo world's
+# size, and the home of its data, stores, models and database (default: .creditflow/ here).
 PORT ?= 3000
+# `make demo` listens on this machine only; SERVE_HOST=0.0.0.0 exposes it deliberately (not
+# HOST: some shells export that one, set to the machine's name).
+SERVE_HOST ?= 127.0.0.1
 LOANS ?= 30000
 export CREDITFLOW_HOME ?= $(CURDIR)/.creditflow
 STAMPS := $(CREDITFLOW_HOME)/.stamps
@@ -83,7 +88,7 @@ demo: $(STAMPS)/trained $(STAMPS)/migrated
 	@echo
 	@$(BIN)/creditflow sample-request --curl --port $(PORT)
 	@echo
-	$(ENV) bentoml serve creditflow.bento.service:CreditScorer --host 127.0.0.1 --port $(PORT)
+	$(ENV) bentoml serve creditflow.bento.service:CreditScorer --host $(SERVE_HOST) --port $(PORT)
 
 # The package as a wheel (built from its sdist, so stale in-tree build files cannot slip in):
 # the bento installs it over requirements-serving.lock and carries no source of its own.

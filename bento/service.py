@@ -7,6 +7,7 @@ import gc
 import time
 from datetime import UTC, datetime
 from http import HTTPStatus
+from importlib.metadata import version
 from typing import Any, ClassVar
 
 import bentoml
@@ -17,7 +18,9 @@ from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
+from creditflow.bento.metrics_dir import own_metrics_dir
 from creditflow.bento.microbatch import MicroBatcher
+from creditflow.bento.middleware import ClientErrors, install_log_filter
 from creditflow.bento.prediction_log import PredictionLog, entity_hasher
 from creditflow.bento.scoring import Score, Scorer
 from creditflow.config import MAX_BATCH_DEFAULT, export_environment, get_settings
@@ -28,6 +31,9 @@ from creditflow.model.registry import from_stored
 from creditflow.model.stages import require_champion
 
 export_environment()
+# Each server its own /metrics files: a second start on this home cannot blank ours.
+if get_settings().own_metrics_dir:
+    own_metrics_dir(get_settings().bentoml_home)
 # Before anything reads our tables (the champion, below): this process never migrates them.
 serve_without_migrating()
 
@@ -211,3 +217,17 @@ class CreditScorer:
             )
         rows = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in applications]
         return self._answer(rows, "predict_batch")
+
+
+# A client's mistake: a 4xx in one shape, one log line, no body read past the limit; and an
+# accurate /docs.json (bento/middleware.py).
+CreditScorer.add_asgi_middleware(
+    ClientErrors,
+    max_body_bytes=get_settings().max_body_bytes,
+    json_routes=[api.route for api in CreditScorer.apis.values()],
+    title="creditflow scoring API",
+    version=version("creditflow"),
+    description="Credit-risk scoring: Feast online features, XGBoost, post-processing. Every "
+    "4xx answer has one body: the `ClientError` schema.",
+)
+install_log_filter()

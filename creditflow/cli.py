@@ -1,6 +1,9 @@
 """The `creditflow` command: one sub-command per pipeline stage.
 
-Every command prints a one-line JSON summary with ``--json`` and exits non-zero on failure.
+Every command prints a one-line JSON summary with ``--json`` and exits non-zero on failure:
+1 when it failed (with ``--json``: ``{"ok": false, "error": ...}``), 2 for a usage error (an
+unknown option, a value out of its range: Click's message on stderr) and 3 for a refused
+``promote`` (``{"ok": false, "refused": true, ...}``).
 Heavy imports happen inside commands so that ``--help`` stays fast and the environment
 (CREDITFLOW_HOME, BENTOML_HOME, the Feast profile) is set before Feast or BentoML load.
 """
@@ -8,6 +11,7 @@ Heavy imports happen inside commands so that ``--help`` stays fast and the envir
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import warnings
@@ -39,12 +43,21 @@ app = typer.Typer(
 )
 
 
+# Settings that cannot be read (e.g. an unknown CREDITFLOW_PROFILE): kept for the command to
+# report, in JSON with --json, instead of a traceback before it runs.
+_SETTINGS_ERROR: list[Exception] = []
+
+
 @app.callback()
 def _environment() -> None:
     """Point Feast and BentoML at this home before any command imports them; keep library
     chatter out of the users' terminal."""
     warnings.showwarning = _show_useful_warning
-    export_environment()
+    _SETTINGS_ERROR.clear()
+    try:
+        export_environment()
+    except Exception as err:  # reported by the command (_run)
+        _SETTINGS_ERROR.append(err)
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
@@ -65,9 +78,20 @@ _EXTRA_OF = {
 }
 
 
-def _run(as_json: bool, work: Callable[[], dict[str, Any]], describe: Callable[[dict], str]):
-    """Run a command body; report its summary as JSON or text; exit 1 on any failure."""
+REFUSED_EXIT = 3
+
+
+def _run(
+    as_json: bool,
+    work: Callable[[], dict[str, Any]],
+    describe: Callable[[dict], str],
+    refused: Callable[[dict], bool] = lambda _: False,
+):
+    """Run a command body; report its summary as JSON or text; exit 1 on any failure, and
+    REFUSED_EXIT when the work was done but its answer is a refusal (``refused(summary)``)."""
     try:
+        if _SETTINGS_ERROR:
+            raise _SETTINGS_ERROR[0]
         summary = work()
     except Exception as err:  # every failure becomes a clear message and a non-zero exit
         message = f"{type(err).__name__}: {err}"
@@ -79,10 +103,14 @@ def _run(as_json: bool, work: Callable[[], dict[str, Any]], describe: Callable[[
         else:
             typer.secho(f"error: {message}", fg="red", err=True)
         raise typer.Exit(1) from err
+    no = refused(summary)
     if as_json:
-        print(json.dumps({"ok": True, **summary}, default=str))
+        verdict = {"ok": False, "refused": True} if no else {"ok": True}
+        print(json.dumps({**verdict, **summary}, default=str))
     else:
         typer.echo(describe(summary))
+    if no:
+        raise typer.Exit(REFUSED_EXIT)
 
 
 @app.command()
@@ -180,9 +208,6 @@ def train(
     _run(as_json, work, describe)
 
 
-REFUSED_EXIT = 3
-
-
 @app.command()
 def promote(
     tag: Annotated[str | None, typer.Argument(help="Model tag; default: newest candidate.")] = None,
@@ -195,16 +220,15 @@ def promote(
     as_json: JsonFlag = False,
 ) -> None:
     """Make a candidate the champion if it beats the current one on the most recent window
-    and regresses no guardrail. Exits 3 when the candidate is refused."""
-    outcome: dict = {}
+    and regresses no guardrail. Exits 3 when the candidate is refused (with --json:
+    "ok": false, "refused": true and the reasons)."""
 
     def work() -> dict:
         from creditflow.training.promotion import MIN_AUC_GAIN
         from creditflow.training.promotion import promote as run_promote
 
         gain = MIN_AUC_GAIN if min_gain is None else min_gain
-        outcome.update(run_promote(tag, force=force, min_gain=gain))
-        return outcome
+        return run_promote(tag, force=force, min_gain=gain)
 
     def describe(s: dict) -> str:
         if s["promoted"]:
@@ -212,9 +236,7 @@ def promote(
             return f"{s['candidate']} is the champion{note}; before: {s['champion_before']}"
         return f"{s['candidate']} refused: " + "; ".join(s["reasons"])
 
-    _run(as_json, work, describe)
-    if outcome and not outcome["promoted"]:
-        raise typer.Exit(REFUSED_EXIT)
+    _run(as_json, work, describe, refused=lambda s: not s["promoted"])
 
 
 @app.command()
@@ -229,24 +251,49 @@ def rollback(as_json: JsonFlag = False) -> None:
     _run(as_json, work, lambda s: f"champion: {s['champion']} (retired {s['retired']})")
 
 
+_MODEL_FIELDS = {"tag": "tag", "stage": "stage", "created": "created",
+                 "feature_service": "feature service", "test_auc": "test AUC",
+                 "test_brier": "Brier", "test_ece": "ECE"}  # fmt: skip
+
+
+def _models_text(rows: list[dict]) -> str:
+    """A table when it fits the terminal, else one block per model: never a cut tag (rich
+    shortens or wraps cells to fit, and a tag is what people copy into `promote`)."""
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    if not rows:
+        return "no models yet: run `creditflow train`"
+    cells = [
+        {k: f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k] or "-") for k in _MODEL_FIELDS}
+        for r in rows
+    ]
+    table = Table(*(Column(label, no_wrap=True) for label in _MODEL_FIELDS.values()))
+    for row in cells:
+        table.add_row(*row.values())
+    console = Console()
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if natural <= console.width:
+        with console.capture() as captured:
+            console.print(table)
+        return captured.get().rstrip("\n")
+    return "\n".join(
+        f"{row['tag']}\n"
+        + "".join(f"  {_MODEL_FIELDS[k]:<16} {row[k]}\n" for k in row if k != "tag")
+        for row in cells
+    ).rstrip("\n")
+
+
 @app.command()
 def models(as_json: JsonFlag = False) -> None:
     """Stored models with their stage and key metrics, newest first."""
-    from rich.console import Console
-    from rich.table import Table
 
-    from creditflow.model.stages import list_models
+    def work() -> dict:
+        from creditflow.model.stages import list_models
 
-    rows = list_models()
-    if as_json:
-        print(json.dumps({"ok": True, "models": rows}, default=str))
-        return
-    table = Table("tag", "stage", "created", "feature service", "test AUC", "Brier", "ECE")
-    for r in rows:
-        fmt = [f"{r[k]:.4f}" if isinstance(r[k], float) else "-" for k in
-               ("test_auc", "test_brier", "test_ece")]  # fmt: skip
-        table.add_row(r["tag"], r["stage"], r["created"], r["feature_service"] or "-", *fmt)
-    Console().print(table)
+        return {"models": list_models()}
+
+    _run(as_json, work, lambda s: _models_text(s["models"]))
 
 
 TableOption = Annotated[
@@ -323,16 +370,25 @@ def push(
 
 @app.command("quarantine")
 def show_quarantine(
-    table: Annotated[str | None, typer.Option(help="Only this table.")] = None,
+    table: Annotated[
+        str | None, typer.Option(help="Only this table: loans, zipcodes or credit_history.")
+    ] = None,
     batch: Annotated[str | None, typer.Option(help="Only this batch id.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
+    limit: Annotated[int, typer.Option(min=0, help="At most this many rows (0: all).")] = 20,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Print quarantined rows (JSON lines): the row as received and the rules it broke."""
-    from creditflow.db import get_engine
-    from creditflow.ingestion.ledger import quarantined_rows
+    """Print quarantined rows, oldest first: the row as received and the rules it broke. One
+    JSON line per row; with --json, one JSON line with them all ("rows") instead."""
 
-    for row in quarantined_rows(get_engine(), table, batch, limit):
-        print(json.dumps(row, default=str))
+    def work() -> dict:
+        from creditflow.db import get_engine
+        from creditflow.ingestion.ledger import quarantined_rows
+
+        rows = quarantined_rows(get_engine(), table, batch, limit)
+        return {"table": table, "batch_id": batch, "limit": limit, "count": len(rows),
+                "rows": rows}  # fmt: skip
+
+    _run(as_json, work, lambda s: "\n".join(json.dumps(r, default=str) for r in s["rows"]))
 
 
 @app.command("score-batch")
@@ -373,33 +429,49 @@ def score_batch(
 @app.command("sample-request")
 def sample_request(
     curl: Annotated[bool, typer.Option("--curl", help="Print a curl command.")] = False,
-    port: Annotated[int, typer.Option(help="Service port, for --curl.")] = 3000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Service port, for --curl.")] = 3000,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Print a /predict request body for a real applicant of the data (the newest valid loan)."""
+    """Print a /predict request body for a real applicant of the data (the newest valid loan).
+    With --json: {"ok": true, "body": ..., "url": ..., "curl": ...} on one line."""
 
-    from creditflow.ingestion.offline import newest_applications
+    def work() -> dict:
+        from creditflow.ingestion.offline import newest_applications
 
-    newest = newest_applications(get_settings(), 1)
-    if not newest:
-        raise typer.BadParameter("no loans ingested yet: run `make demo` or `creditflow ingest`")
-    body = json.dumps(newest[0])
-    if curl:
-        print(
-            f"curl -s -X POST http://127.0.0.1:{port}/predict "
-            f"-H 'Content-Type: application/json' -d '{body}'"
-        )
-    else:
-        print(body)
+        newest = newest_applications(get_settings(), 1)
+        if not newest:
+            raise LookupError("no loans ingested yet: run `make demo` or `creditflow ingest`")
+        url = f"http://127.0.0.1:{port}/predict"
+        command = (f"curl -s -X POST {url} -H 'Content-Type: application/json' "
+                   f"-d {shlex.quote(json.dumps(newest[0]))}")  # fmt: skip
+        return {"body": newest[0], "url": url, "curl": command}
+
+    _run(as_json, work, lambda s: s["curl"] if curl else json.dumps(s["body"]))
+
+
+def _path_with_venv() -> str:
+    """PATH with this installation's scripts folder (creditflow, feast, bentoml) first."""
+    scripts = str(Path(sys.executable).parent)
+    rest = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != scripts]
+    return os.pathsep.join([scripts, *rest])
 
 
 @app.command()
-def env() -> None:
-    """Print shell exports for the current home and profile (`eval "$(creditflow env)"`).
+def env(as_json: JsonFlag = False) -> None:
+    """Print shell exports for the current home and profile (`eval "$(creditflow env)"`),
+    and PATH with this installation's scripts folder first.
 
-    With them, the plain `feast` and `bentoml` commands use creditflow's home.
+    With them, the plain `creditflow`, `feast` and `bentoml` commands are this installation's
+    and use creditflow's home; no need to activate the virtualenv.
     """
-    for key, value in export_environment().items():
-        print(f"export {key}={shlex.quote(value)}")
+
+    def work() -> dict:
+        return {**export_environment(), "PATH": _path_with_venv()}
+
+    def describe(s: dict) -> str:
+        return "\n".join(f"export {key}={shlex.quote(value)}" for key, value in s.items())
+
+    _run(as_json, work, describe)
 
 
 db_app = typer.Typer(help="Our own tables (creditflow/db.py) and their migrations.",

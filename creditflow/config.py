@@ -28,6 +28,9 @@ MODEL_FEATURE_SERVICE = "credit_model_v1"
 MODEL_NAME = "credit_risk"
 # Most applications one /predict_batch call may carry (CREDITFLOW_MAX_BATCH overrides).
 MAX_BATCH_DEFAULT = 1000
+# Largest request body the service reads (CREDITFLOW_MAX_BODY_BYTES overrides); larger is a 413
+# before it is read. A full /predict_batch of MAX_BATCH_DEFAULT applications is about 230 KB.
+MAX_BODY_BYTES_DEFAULT = 1024 * 1024
 
 PROFILE_YAML = {
     "embedded": FEATURE_REPO / "feature_store.yaml",
@@ -52,6 +55,10 @@ class Settings(BaseSettings):
     # rejected as implausible.
     max_event_age_days: int = 3650
     max_batch: int = MAX_BATCH_DEFAULT
+    # Each server on a home gets its own Prometheus directory (bento/metrics_dir.py); 0: BentoML's
+    # shared one, which every start empties.
+    own_metrics_dir: bool = True
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES_DEFAULT, gt=0)
     # The prediction log writes a batch at least this often (seconds).
     prediction_log_interval_s: float = 0.5
     future_tolerance_minutes: int = 5

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from creditflow.contract import TABLES
 from creditflow.tables import ingestion_log, quarantine
 
 SUMMARY_FIELDS = ("rows_in", "accepted", "quarantined", "late", "reasons", "warnings")
@@ -72,7 +73,15 @@ def record(
 def quarantined_rows(
     engine: sa.Engine, table: str | None = None, batch_id: str | None = None, limit: int = 100
 ) -> list[dict]:
-    query = sa.select(quarantine).order_by(quarantine.c.id).limit(limit)
+    """Quarantined rows, oldest first: at most ``limit`` of them (0: all), of one contract
+    table and one batch if given. An unknown table is an error, not an empty answer."""
+    if table is not None and table not in TABLES:
+        raise ValueError(f"unknown table {table!r}: one of {', '.join(TABLES)}")
+    if limit < 0:
+        raise ValueError(f"limit must be 0 (all) or more, not {limit}")
+    query = sa.select(quarantine).order_by(quarantine.c.id)
+    if limit:
+        query = query.limit(limit)
     if table:
         query = query.where(quarantine.c.table_name == table)
     if batch_id:

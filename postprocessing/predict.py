@@ -9,7 +9,7 @@ Reason codes are XGBoost's own per-row contributions in their approximate form
 exact SHAP values they add up to the model's margin, at a tenth of their cost
 (docs/benchmarks.md). They are computed for the applications the model does not approve: those
 are the answers that must be explained (adverse-action reasons), and an approval costs no extra
-call.
+call. A feature the store did not have is never a reason: it is reported as missing.
 """
 
 from __future__ import annotations
@@ -104,9 +104,14 @@ class Predictor:
         return self.tables if few else self.calls
 
     @staticmethod
-    def reasons(contributions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The features that raised each row's score most: (indices, contributions)."""
+    def reasons(contributions: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The features that raised each row's score most: (indices, contributions).
+
+        Only features with a value are reasons. A missing one can carry a large contribution
+        (the trees' default direction), but "state: null" explains nothing to a person: it is
+        reported in the missing features instead, where the missing-features rule sees it."""
         contributions = contributions[:, :-1]  # the last column is the bias
+        contributions = np.where(missing, -np.inf, contributions)
         top = np.argsort(-contributions, axis=1, kind="stable")[:, :REASON_CODES]
         values = np.take_along_axis(contributions, top, axis=1).astype(np.float64)
         raised = values > 0
@@ -127,7 +132,7 @@ class Predictor:
         reason_contribution = np.full((n, REASON_CODES), np.nan)
         explain = np.flatnonzero(decision != DECISIONS[0])  # all but approvals
         if len(explain):
-            explained = self.reasons(contributions(explain))
+            explained = self.reasons(contributions(explain), missing[explain])
             reason_index[explain], reason_contribution[explain] = explained
         return Answers(probability, decision, decided_by, fired, missing, reason_index,
                        reason_contribution)  # fmt: skip

@@ -104,7 +104,7 @@ def batch_verdict(frame: pd.DataFrame, field: str, **options) -> bool:
     return not broken
 
 
-@hypothesis.settings(max_examples=400, deadline=None, database=None)
+@hypothesis.settings(max_examples=150, deadline=None, database=None)
 @hypothesis.given(applications())
 def test_json_and_a_typed_batch_give_the_same_verdict(case):
     field, application = case
@@ -161,7 +161,7 @@ NULL_TEXTS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-na
 NULL_TEXTS |= {"1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"}
 
 
-@hypothesis.settings(max_examples=150, deadline=None, database=None)
+@hypothesis.settings(max_examples=60, deadline=None, database=None)
 @hypothesis.given(csv_applications())
 def test_a_csv_file_and_json_give_the_same_verdict(tmp_path_factory, case):
     field, application = case

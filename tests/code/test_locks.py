@@ -6,8 +6,11 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
+# `uv pip compile` twice over: seconds, and it asks the package index; the full suite runs it.
+pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 

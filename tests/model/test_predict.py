@@ -234,9 +234,11 @@ def test_every_answer_but_an_approval_is_explained_by_contributions(scored):
     explained = answers.reason_index[~approved]
     assert (explained[:, 0] >= 0).mean() > 0.99  # a score above the bands has a cause
     contributions = answers.reason_contribution[~approved]
-    ordered = np.nan_to_num(contributions, nan=-np.inf)
+    ordered = np.nan_to_num(contributions, nan=-np.finfo(np.float64).max)  # none: last
     assert (np.diff(ordered, axis=1) <= 0).all()  # strongest first
     assert (contributions[~np.isnan(contributions)] > 0).all()
+    named = np.take_along_axis(answers.missing[~approved], np.maximum(explained, 0), axis=1)
+    assert not (named & (explained >= 0)).any()  # a missing feature is reported, not a reason
     # The contributions are XGBoost's own: with the bias they add up to the model's margin.
     matrix = predictor.encoder.encode_columns(_columns(frame, model.contract.names))[~approved]
     data = xgb.DMatrix(matrix, feature_names=list(model.contract.names),
