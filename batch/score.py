@@ -64,11 +64,14 @@ def score_batch(
     model_tag: str | None = None,
     settings: Settings | None = None,
     step: Callable[[str], None] = lambda _: None,
+    encoding: str = "utf-8",
+    date_format: str | None = None,
 ) -> dict:
     """Score every application of ``source`` and write them to ``output`` (parquet).
 
     Each row is scored as of its ``event_timestamp`` column when the input has one, else as
     of ``at`` (default: now). ``step`` is told what is being done (progress display).
+    ``encoding`` and ``date_format`` are those of CSV input, read as `creditflow ingest` reads.
     """
     from creditflow.model import registry
     from creditflow.model.stages import require_champion
@@ -86,7 +89,7 @@ def score_batch(
     step(f"loading {tag}")
     model = registry.load(tag, nthread=None)  # batch work: every core
     step(f"reading {source}")
-    batch = read_source(source)
+    batch = read_source(source, encoding=encoding, date_format=date_format)
     has_time = TIME in batch.frame.columns
     contract = APPLICATIONS
     if has_time:
@@ -119,7 +122,9 @@ def score_batch(
     table = _output_table(batch.frame, errors, valid, answers, names, tag)
     if batch.broken_lines:
         broken = pd.DataFrame({"error": [
-            f"unparseable CSV line {b.line} of {b.file}: {b.text}" for b in batch.broken_lines
+            f"unparseable CSV line {b.line} of {b.file} ({b.reason or 'wrong number of fields'})"
+            f": {b.text}"
+            for b in batch.broken_lines
         ]})  # fmt: skip
         table = pa.concat_tables([table, pa.Table.from_pandas(broken, preserve_index=False)],
                                  promote_options="default")  # fmt: skip

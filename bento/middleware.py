@@ -11,14 +11,16 @@ Public BentoML routes only: an ASGI middleware (``Service.add_asgi_middleware``)
 - Every 4xx body, BentoML's or Starlette's, has one shape (:data:`CLIENT_ERROR_SCHEMA`):
   ``{"error": {"status": 400, "message": "...", "fields": [{"field": "...", "message": "..."}]}}``.
 - ``/docs.json`` says so: our title and the package's version, request bodies required, the
-  4xx answers with their schema.
+  4xx answers with their schema, the server's limit on a batch (``maxItems``).
+- Every 4xx is counted, once per field it names (``rejected(endpoint, field)``; the service counts
+  them in ``creditflow_rejected_requests_total``): see :func:`counted_field`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -78,6 +80,24 @@ def _dotted(loc: Iterable[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+# The labels of a rejection whose answer names no field, or a field or a path we do not know.
+NO_FIELD = "_body"
+OTHER_FIELD = "_other"
+OTHER_ENDPOINT = "_other"
+
+
+def counted_field(field: str, names: frozenset[str]) -> str:
+    """The label a rejected field is counted under: the last part of its dotted path that is a
+    field we know (``applications.3.person_age`` -> ``person_age``; a union's branch after the
+    field, ``person_age.float``, -> ``person_age``); :data:`NO_FIELD` for no path,
+    :data:`OTHER_FIELD` for one without a known name (a client's own key: the labels must not
+    grow with what clients send)."""
+    parts = [part for part in field.split(".") if part and not part.isdigit()]
+    if not parts:
+        return NO_FIELD
+    return next((part for part in reversed(parts) if part in names), OTHER_FIELD)
+
+
 def reshape(status: int, content_type: bytes, body: bytes) -> bytes:
     """BentoML's or Starlette's 4xx body in our shape. BentoML answers a validation error with
     ``{"error": ..., "detail": [pydantic errors]}``, another of its exceptions with
@@ -127,11 +147,22 @@ class ClientErrors:
         title: str,
         version: str,
         description: str = "",
+        rejected: Callable[[str, str], None] | None = None,
+        fields: Iterable[str] = (),
+        max_items: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
+        """``rejected(endpoint, field)`` is called for each 4xx, once per field its answer names
+        (once with :data:`NO_FIELD` if none): ``endpoint`` a JSON route without its slash (or
+        :data:`OTHER_ENDPOINT`), ``field`` as :func:`counted_field` names it among ``fields``.
+        ``max_items``: route -> {array property of its body: the most items this server takes},
+        published in /docs.json as ``maxItems``."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.json_routes = frozenset(json_routes)
         self.info = {"title": title, "version": version, "description": description}
+        self.rejected = rejected
+        self.fields = frozenset(fields)
+        self.max_items = max_items or {}
         self._spec: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,21 +181,33 @@ class ClientErrors:
                 content_type = value
         if length is not None:
             if not length.isdigit():
-                await self._refuse(send, 400, "Content-Length is not a number")
+                await self._refuse(send, path, 400, "Content-Length is not a number")
                 return
             if int(length) > self.max_body_bytes:
-                await self._too_large(send)
+                await self._too_large(send, path)
                 return
         if path in self.json_routes and content_type and not _is_json(content_type):
-            await self._refuse(send, 415, "Content-Type must be application/json")
+            await self._refuse(send, path, 415, "Content-Type must be application/json")
             return
         if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            receive = await self._bounded(receive, send)
+            receive = await self._bounded(receive, send, path)
             if receive is None:
                 return
-        await self.app(scope, receive, self._reshaping(send))
+        await self.app(scope, receive, self._reshaping(send, path))
 
-    async def _bounded(self, receive: Receive, send: Send) -> Receive | None:
+    def _count(self, path: str, body: bytes) -> None:
+        """A 4xx answer (``body`` in our shape), counted once per field it names."""
+        if self.rejected is None:
+            return
+        endpoint = path.lstrip("/") if path in self.json_routes else OTHER_ENDPOINT
+        try:
+            named = [str(f["field"]) for f in json.loads(body)["error"]["fields"]]
+        except (ValueError, KeyError, TypeError):
+            named = []
+        for field in sorted({counted_field(f, self.fields) for f in named} or {NO_FIELD}):
+            self.rejected(endpoint, field)
+
+    async def _bounded(self, receive: Receive, send: Send, path: str) -> Receive | None:
         """A body of unknown length (chunked), read here up to the limit; None if it passed it
         (answered 413)."""
         chunks, size = [], 0
@@ -175,30 +218,30 @@ class ClientErrors:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._too_large(send)
+                await self._too_large(send, path)
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return _replay(chunks, None, receive)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, path: str) -> None:
         message = f"body over {self.max_body_bytes} bytes (CREDITFLOW_MAX_BODY_BYTES)"
-        await self._refuse(send, 413, message)
+        await self._refuse(send, path, 413, message)
 
-    @staticmethod
-    async def _refuse(send: Send, status: int, message: str) -> None:
+    async def _refuse(self, send: Send, path: str, status: int, message: str) -> None:
         """Answered without reading the body; the connection closes after (its unread body)."""
         body = client_error(status, message)
+        self._count(path, body)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
-    @staticmethod
-    def _reshaping(send: Send) -> Send:
-        """``send`` that rewrites a 4xx answer's body into our shape; others pass untouched."""
+    def _reshaping(self, send: Send, path: str) -> Send:
+        """``send`` that rewrites a 4xx answer's body into our shape (and counts it); others pass
+        untouched."""
         held: dict[str, Any] = {}
 
         async def reshaping_send(message: Message) -> None:
@@ -215,6 +258,7 @@ class ClientErrors:
                            if k.lower() not in (b"content-length", b"content-type")]  # fmt: skip
                 content_type = dict(start["headers"]).get(b"content-type", b"")
                 body = reshape(start["status"], content_type, b"".join(held.pop("body")))
+                self._count(path, body)
                 headers += [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]  # fmt: skip
                 await send({**start, "headers": headers})
@@ -238,11 +282,12 @@ class ClientErrors:
 
             await self.app(scope, receive, keep)
             if start.get("status") != 200:
-                answer = self._reshaping(send)
+                answer = self._reshaping(send, scope["path"])
                 await answer(start)
                 await answer({"type": "http.response.body", "body": b"".join(chunks)})
                 return
-            spec = corrected_spec(json.loads(b"".join(chunks)), self.info, self.json_routes)
+            spec = corrected_spec(json.loads(b"".join(chunks)), self.info, self.json_routes,
+                                  self.max_items)  # fmt: skip
             self._spec = json.dumps(spec).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/json"),
@@ -267,10 +312,17 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive | None =
     return replayed
 
 
-def corrected_spec(spec: dict, info: dict[str, str], json_routes: Iterable[str]) -> dict:
+def corrected_spec(
+    spec: dict,
+    info: dict[str, str],
+    json_routes: Iterable[str],
+    max_items: Mapping[str, Mapping[str, int]] | None = None,
+) -> dict:
     """BentoML's OpenAPI spec with our title, version and description, the JSON endpoints'
     bodies required and their 4xx answers documented with :data:`CLIENT_ERROR_SCHEMA` (BentoML
-    documents a 400 whose ``detail`` is a string, and a 404 they never answer)."""
+    documents a 400 whose ``detail`` is a string, and a 404 they never answer), and the limits
+    this server puts on arrays (``max_items``, as ``maxItems``: a limit set when the server
+    starts, which the request model cannot carry)."""
     spec["info"] = {**info}
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for stale in ("InvalidArgument", "NotFound"):
@@ -286,6 +338,10 @@ def corrected_spec(spec: dict, info: dict[str, str], json_routes: Iterable[str])
             responses.pop(stale, None)
         for status, description in CLIENT_ERRORS.items():
             responses[str(status)] = {"description": description, "content": ref}
+    for route, limits in (max_items or {}).items():
+        body = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+        for name, limit in limits.items():
+            body["schema"]["properties"][name]["maxItems"] = limit
     return spec
 
 

@@ -23,7 +23,7 @@ from creditflow.bento.microbatch import MicroBatcher
 from creditflow.bento.middleware import ClientErrors, install_log_filter
 from creditflow.bento.prediction_log import PredictionLog, entity_hasher
 from creditflow.bento.scoring import Score, Scorer
-from creditflow.config import MAX_BATCH_DEFAULT, export_environment, get_settings
+from creditflow.config import export_environment, get_settings
 from creditflow.contract import APPLICATIONS, request_model
 from creditflow.db import get_engine, serve_without_migrating
 from creditflow.migrate import schema_ready
@@ -73,7 +73,7 @@ class BatchTooLarge(BentoMLException):
 
 class ApplicationBatch(BaseModel):
     applications: list[LoanApplication] = Field(  # type: ignore[valid-type]
-        min_length=1, description=f"at most CREDITFLOW_MAX_BATCH ({MAX_BATCH_DEFAULT}) items"
+        min_length=1, description="at most CREDITFLOW_MAX_BATCH items (this server's: maxItems)"
     )
 
 
@@ -121,11 +121,19 @@ MISSING = Counter(
     documentation="Contract features the online store did not have, by feature",
     labelnames=["feature"],
 )
+REJECTED = Counter(
+    name="creditflow_rejected_requests",
+    documentation="4xx answers, by endpoint and by each field the answer names (_body: none; "
+    "_other: not a contract field); counted by bento/middleware.py",
+    labelnames=["endpoint", "field"],
+)
 # Each labelled child looked up once: ``labels()`` takes a lock and builds a key every call.
 _decisions = functools.cache(
     lambda decision, by: DECISIONS.labels(decision=decision, decided_by=by)
 )
 _request_seconds = functools.cache(lambda endpoint: REQUEST_SECONDS.labels(endpoint=endpoint))
+# Bounded: the middleware names only our endpoints and the contract's fields (else _other).
+_rejected = functools.cache(lambda endpoint, field: REJECTED.labels(endpoint=endpoint, field=field))
 
 
 # BentoML serves the Swagger UI at / and the spec at /docs.json; /docs leads to the UI.
@@ -219,8 +227,8 @@ class CreditScorer:
         return self._answer(rows, "predict_batch")
 
 
-# A client's mistake: a 4xx in one shape, one log line, no body read past the limit; and an
-# accurate /docs.json (bento/middleware.py).
+# A client's mistake: a 4xx in one shape, one log line, no body read past the limit, counted in
+# /metrics; and an accurate /docs.json (bento/middleware.py).
 CreditScorer.add_asgi_middleware(
     ClientErrors,
     max_body_bytes=get_settings().max_body_bytes,
@@ -229,5 +237,8 @@ CreditScorer.add_asgi_middleware(
     version=version("creditflow"),
     description="Credit-risk scoring: Feast online features, XGBoost, post-processing. Every "
     "4xx answer has one body: the `ClientError` schema.",
+    rejected=lambda endpoint, field: _rejected(endpoint, field).inc(),
+    fields=[*APPLICATIONS.names, "applications"],
+    max_items={"/predict_batch": {"applications": get_settings().max_batch}},
 )
 install_log_filter()

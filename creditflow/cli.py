@@ -402,6 +402,8 @@ def score_batch(
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model tag; default: the champion.")] = None,
+    encoding: EncodingOption = "utf-8",
+    date_format: DateFormatOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Score a table of applications with point-in-time features from the offline store, the
@@ -414,7 +416,8 @@ def score_batch(
         when = _as_utc(at)
         with Console(stderr=True).status("scoring", spinner="dots") as status:
             step = (lambda _: None) if as_json else (lambda text: status.update(text))
-            return run(source, output, at=when, model_tag=model, step=step)
+            return run(source, output, at=when, model_tag=model, step=step, encoding=encoding,
+                       date_format=date_format)  # fmt: skip
 
     def describe(s: dict) -> str:
         return (

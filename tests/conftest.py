@@ -186,14 +186,24 @@ def demo_home() -> DemoHome:
     from creditflow.training.pipeline import train
     from creditflow.training.promotion import promote
 
-    settings = get_settings()
-    raw = write_world(generate_world(), settings.raw_dir)
-    ingested = {table: ingest(table, read_files(path), settings) for table, path in raw.items()}
-    run_feast(settings, "apply")
-    materialized_at = datetime.now(UTC).replace(microsecond=0)
-    run_feast(settings, "materialize-incremental", materialized_at.strftime("%Y-%m-%dT%H:%M:%S"))
-    summary = train(settings=settings, trials=4, timeout_s=30, quiet=True)
-    promote(summary["model_tag"], settings=settings)  # the first model becomes champion
+    # Built in the session's home whatever the test that first asks for it has set (a module's
+    # own home, say): code below that reads the environment (BentoML's store, the registry's
+    # export_environment) must see this home.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CREDITFLOW_HOME", str(SESSION_HOME))
+        env.setenv("CREDITFLOW_PROFILE", "embedded")
+        env.delenv("CREDITFLOW_DATABASE_URL", raising=False)
+        settings = get_settings()
+        for key, value in environment(settings).items():
+            env.setenv(key, value)
+        raw = write_world(generate_world(), settings.raw_dir)
+        ingested = {table: ingest(table, read_files(p), settings) for table, p in raw.items()}
+        run_feast(settings, "apply")
+        materialized_at = datetime.now(UTC).replace(microsecond=0)
+        run_feast(settings, "materialize-incremental",
+                  materialized_at.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+        summary = train(settings=settings, trials=4, timeout_s=30, quiet=True)
+        promote(summary["model_tag"], settings=settings)  # the first model becomes champion
     return DemoHome(settings, materialized_at, summary, ingested)
 
 
