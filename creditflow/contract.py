@@ -126,6 +126,20 @@ APPLICATION_COLUMNS = (
 # are filtered, and below that bound a float64 holds every integer exactly (nothing rounds,
 # nothing wraps when cast to int64).
 MAX_EXACT_INT = 2**53 - 1
+# One valid application (the APPLICATIONS contract's fields): where a test or a document needs
+# "a good one" to break a field of.
+EXAMPLE_APPLICATION: dict[str, Any] = {
+    "dob_ssn": "19800101_1234",
+    "zipcode": 2110,
+    "person_age": 40,
+    "person_income": 60000,
+    "person_home_ownership": "RENT",
+    "person_emp_length": 4.0,
+    "loan_intent": "EDUCATION",
+    "loan_amnt": 5000,
+    "loan_int_rate": 11.5,
+}
+
 LOAN_ID = Col("loan_id", "int", ge=0, le=MAX_EXACT_INT)
 # The label: what training learns and feedback reports.
 LABEL = Col("loan_status", "int", ge=0, le=1, description="1 = defaulted")

@@ -37,14 +37,3 @@ def profile(frame: pd.DataFrame):
 def reference_profile(model_dir: Path):
     """The profile of a stored model's development sample (``model_dir``: the model's folder)."""
     return profile(pd.read_parquet(Path(model_dir) / REFERENCE_FILE))
-
-
-def write_profile(frame: pd.DataFrame, path: Path) -> Path:
-    profile(frame).write(str(path))
-    return path
-
-
-def read_profile(path: Path):
-    from whylogs.core import DatasetProfileView
-
-    return DatasetProfileView.read(str(path))

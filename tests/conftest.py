@@ -54,6 +54,13 @@ def run_feast(settings: Settings, *args: str) -> str:
     return result.stdout
 
 
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Settings:
+    """A fresh CREDITFLOW_HOME for one test."""
+    monkeypatch.setenv("CREDITFLOW_HOME", str(tmp_path / "home"))
+    return get_settings()
+
+
 @pytest.fixture(scope="session")
 def feast_cli():
     """`feast_cli(settings, *args)` runs the real feast CLI against a home."""

@@ -9,6 +9,7 @@ from creditflow.contract import (
     APPLICATION_COLUMNS,
     APPLICATIONS,
     DOB_SSN,
+    EXAMPLE_APPLICATION,
     LOANS,
     MAX_EXACT_INT,
     TABLES,
@@ -19,17 +20,7 @@ from creditflow.contract import (
 from creditflow.feast_types import fields_of
 
 Application = request_model("Application", (DOB_SSN, ZIPCODE, *APPLICATION_COLUMNS))
-VALID = {
-    "dob_ssn": "19800101_1234",
-    "zipcode": 2110,
-    "person_age": 40,
-    "person_income": 60000,
-    "person_home_ownership": "RENT",
-    "person_emp_length": 4.0,
-    "loan_intent": "EDUCATION",
-    "loan_amnt": 5000,
-    "loan_int_rate": 11.5,
-}
+VALID = EXAMPLE_APPLICATION
 
 
 def test_valid_application_is_accepted():

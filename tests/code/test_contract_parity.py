@@ -18,22 +18,12 @@ import hypothesis.strategies as st
 import pandas as pd
 import pydantic
 
-from creditflow.contract import APPLICATIONS, Col, request_model
+from creditflow.contract import APPLICATIONS, EXAMPLE_APPLICATION, Col, request_model
 from creditflow.ingestion.ingest import check
 from creditflow.ingestion.readers import SchemaError, read_source
 
 Application = request_model("Application", APPLICATIONS.columns)
-VALID: dict[str, Any] = {
-    "dob_ssn": "19800101_1234",
-    "zipcode": 2110,
-    "person_age": 40,
-    "person_income": 60000,
-    "person_home_ownership": "RENT",
-    "person_emp_length": 4.0,
-    "loan_intent": "EDUCATION",
-    "loan_amnt": 5000,
-    "loan_int_rate": 11.5,
-}
+VALID = EXAMPLE_APPLICATION
 UNICODE_DIGITS = "٠١٢٣٤٥٦٧٨٩०१२३४५६७८९０１２３４５６７８９𝟎𝟏𝟐"
 
 

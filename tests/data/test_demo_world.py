@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
+from creditflow.contract import HOME_OWNERSHIP, LOAN_INTENTS
 from creditflow.demo_world.generator import TABLES, dirty_mask, generate_world, write_world
 
 N = 3_000
@@ -56,15 +57,8 @@ EXPECTED_SCHEMA = {
     ],
 }
 
-KNOWN_HOME = {"RENT", "OWN", "MORTGAGE", "OTHER"}
-KNOWN_INTENT = {
-    "EDUCATION",
-    "MEDICAL",
-    "VENTURE",
-    "PERSONAL",
-    "DEBTCONSOLIDATION",
-    "HOMEIMPROVEMENT",
-}
+KNOWN_HOME = set(HOME_OWNERSHIP)
+KNOWN_INTENT = set(LOAN_INTENTS)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,14 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from creditflow.config import get_settings
-from creditflow.contract import APPLICATIONS, CREDIT_HISTORY, LOANS, ZIPCODES, request_model
+from creditflow.contract import (
+    APPLICATIONS,
+    CREDIT_HISTORY,
+    EXAMPLE_APPLICATION,
+    LOANS,
+    ZIPCODES,
+    request_model,
+)
 from creditflow.db import get_engine
 from creditflow.demo_world.generator import generate_world
 from creditflow.ingestion import ledger, offline
@@ -34,12 +40,6 @@ from creditflow.tables import ingestion_log
 
 # Times of the demo world are relative to the wall clock; pinned ones use this "now".
 NOW = datetime(2026, 12, 31, tzinfo=UTC)
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CREDITFLOW_HOME", str(tmp_path / "home"))
-    return get_settings()
 
 
 @pytest.fixture(scope="module")
@@ -258,17 +258,7 @@ def test_a_date_format_reads_day_first_dates(home, world, tmp_path):
 # --- the request model of /predict ---------------------------------------------------------
 
 Application = request_model("Application", APPLICATIONS.columns)
-VALID = {
-    "dob_ssn": "19800101_1234",
-    "zipcode": 2110,
-    "person_age": 40,
-    "person_income": 60000,
-    "person_home_ownership": "RENT",
-    "person_emp_length": 4.0,
-    "loan_intent": "EDUCATION",
-    "loan_amnt": 5000,
-    "loan_int_rate": 11.5,
-}
+VALID = EXAMPLE_APPLICATION
 
 
 @pytest.mark.parametrize(

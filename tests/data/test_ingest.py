@@ -21,13 +21,6 @@ from creditflow.ingestion.readers import RawBatch, SchemaError, frame_fingerprin
 from creditflow.tables import ingestion_log, quarantine
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    """A fresh CREDITFLOW_HOME for one test."""
-    monkeypatch.setenv("CREDITFLOW_HOME", str(tmp_path / "home"))
-    return get_settings()
-
-
 @pytest.fixture(scope="module")
 def world() -> dict[str, pd.DataFrame]:
     return generate_world(400, seed=3, dirty_share=0)
