@@ -31,9 +31,10 @@ from creditflow.model.registry import from_stored
 from creditflow.model.stages import require_champion
 
 export_environment()
+_settings = get_settings()
 # Each server its own /metrics files: a second start on this home cannot blank ours.
-if get_settings().own_metrics_dir:
-    own_metrics_dir(get_settings().bentoml_home)
+if _settings.own_metrics_dir:
+    own_metrics_dir(_settings.bentoml_home)
 # Before anything reads our tables (the champion, below): this process never migrates them.
 serve_without_migrating()
 
@@ -231,7 +232,7 @@ class CreditScorer:
 # /metrics; and an accurate /docs.json (bento/middleware.py).
 CreditScorer.add_asgi_middleware(
     ClientErrors,
-    max_body_bytes=get_settings().max_body_bytes,
+    max_body_bytes=_settings.max_body_bytes,
     json_routes=[api.route for api in CreditScorer.apis.values()],
     title="creditflow scoring API",
     version=version("creditflow"),
@@ -239,6 +240,6 @@ CreditScorer.add_asgi_middleware(
     "4xx answer has one body: the `ClientError` schema.",
     rejected=lambda endpoint, field: _rejected(endpoint, field).inc(),
     fields=[*APPLICATIONS.names, "applications"],
-    max_items={"/predict_batch": {"applications": get_settings().max_batch}},
+    max_items={"/predict_batch": {"applications": _settings.max_batch}},
 )
 install_log_filter()

@@ -53,15 +53,15 @@ class Settings(BaseSettings):
     redis_url: str = "127.0.0.1:6379"
     # Ingestion: event times older than this, or later than now plus the tolerance, are
     # rejected as implausible.
-    max_event_age_days: int = 3650
-    max_batch: int = MAX_BATCH_DEFAULT
+    max_event_age_days: int = Field(default=3650, gt=0)
+    max_batch: int = Field(default=MAX_BATCH_DEFAULT, gt=0)
     # Each server on a home gets its own Prometheus directory (bento/metrics_dir.py); 0: BentoML's
     # shared one, which every start empties.
     own_metrics_dir: bool = True
     max_body_bytes: int = Field(default=MAX_BODY_BYTES_DEFAULT, gt=0)
     # The prediction log writes a batch at least this often (seconds).
-    prediction_log_interval_s: float = 0.5
-    future_tolerance_minutes: int = 5
+    prediction_log_interval_s: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    future_tolerance_minutes: int = Field(default=5, ge=0)
     # The fast paths that rely on library internals (model/booster_calls.py, model/leaf_tables.py,
     # creditflow/store/service_features.py), each checked against the public API when loaded;
     # False (CREDITFLOW_FAST_PATHS=0): the public APIs of XGBoost and Feast only.

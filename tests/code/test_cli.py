@@ -186,3 +186,19 @@ def test_quarantine_json_is_one_line_with_the_rows(monkeypatch):
                                 "count": 1, "rows": rows}  # fmt: skip
     text = runner.invoke(cli.app, ["quarantine"])
     assert [json.loads(line) for line in text.stdout.splitlines()] == rows
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CREDITFLOW_MAX_BATCH", "0"), ("CREDITFLOW_MAX_BODY_BYTES", "-1"),
+     ("CREDITFLOW_PREDICTION_LOG_INTERVAL_S", "nan"), ("CREDITFLOW_MAX_EVENT_AGE_DAYS", "0"),
+     ("CREDITFLOW_FUTURE_TOLERANCE_MINUTES", "-5"), ("CREDITFLOW_MAX_BATCH", "1e99")],
+)  # fmt: skip
+def test_a_setting_out_of_range_is_refused_naming_it(monkeypatch, variable, value):
+    from pydantic import ValidationError
+
+    from creditflow.config import get_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=variable.removeprefix("CREDITFLOW_").lower()):
+        get_settings()
