@@ -23,6 +23,8 @@ from creditflow.config import Settings, get_settings
 from creditflow.contract import APPLICATIONS, Col, reasons_of
 from creditflow.ingestion.ingest import check
 from creditflow.ingestion.readers import read_source
+from creditflow.model import registry
+from creditflow.model.stages import require_champion
 from creditflow.postprocessing.predict import REASON_CODES, Answers, Predictor
 from creditflow.postprocessing.rules import RULE_IDS
 from creditflow.store.features import get_store
@@ -73,9 +75,6 @@ def score_batch(
     of ``at`` (default: now). ``step`` is told what is being done (progress display).
     ``encoding`` and ``date_format`` are those of CSV input, read as `creditflow ingest` reads.
     """
-    from creditflow.model import registry
-    from creditflow.model.stages import require_champion
-
     started = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per stage, in the summary
     clock = [started]

@@ -20,6 +20,7 @@ from creditflow.db import get_engine
 from creditflow.ingestion import ledger, offline
 from creditflow.ingestion.conform import conform, final_types
 from creditflow.ingestion.readers import RawBatch, SchemaError
+from creditflow.store.features import get_store
 
 
 def _time_window(settings: Settings, now: datetime | None) -> TimeWindow:
@@ -147,8 +148,6 @@ def ingest(
     started_at = datetime.now(UTC)
     store = None
     if push_online or materialize:
-        from creditflow.store.features import get_store
-
         store = get_store(settings)
         push_source = _push_source_of(store, table.name) if push_online else None
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from creditflow.config import Settings
-from creditflow.contract import TableContract
+from creditflow.contract import APPLICATIONS, LOANS, TableContract
 
 STAGING = ".staging"
 
@@ -41,8 +41,6 @@ def newest_applications(settings: Settings, count: int) -> list[dict]:
     """The newest ``count`` distinct applicants' loan applications, as /predict bodies (the
     APPLICATIONS contract's fields; missing values None, as JSON has no NaN). Empty if no
     loans were ingested."""
-    from creditflow.contract import APPLICATIONS, LOANS
-
     loans = read_table(settings, LOANS).sort_values([LOANS.timestamp, *LOANS.key])
     newest = loans.drop_duplicates(list(APPLICATIONS.key), keep="last").tail(count)
     rows = newest[APPLICATIONS.names].astype(object)

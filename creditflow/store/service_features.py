@@ -47,6 +47,7 @@ from feast.types import Float32, Float64, Int32, Int64, String
 
 from creditflow.config import get_settings
 from creditflow.store.features import get_service
+from creditflow.store.point_in_time import point_in_time
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView, OnDemandFeatureView
@@ -256,8 +257,6 @@ class ServiceFeatures:
         Columns, not a DataFrame (building one cost a second per 1M rows, and batch scoring
         takes columns): numbers as float64 with NaN where missing, anything else as objects.
         """
-        from creditflow.store.point_in_time import point_in_time
-
         refs = [f"{read.view.name}:{name}" for read in self.reads for name in read.features]
         # Only keys and times go through the join (request data would be copied through it).
         times = [c for c in entities.columns if pd.api.types.is_datetime64_any_dtype(entities[c])]
