@@ -18,17 +18,12 @@ finish; a row recorded after that is written at once by the serving process.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import multiprocessing
-import os
-import secrets
 import signal
 import threading
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import sqlalchemy as sa
 from prometheus_client import Counter
@@ -48,22 +43,6 @@ DROPPED = Counter(
     documentation="Predictions the log could not keep (too many in flight, writer gone, "
     "or database down)",
 )
-
-
-def entity_hasher(key_file: Path):
-    """HMAC-SHA256 of the entity keys with a secret kept in the home (created on first use)."""
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    key = bytes.fromhex(key_file.read_text().strip())
-
-    def entity_hash(*keys: object) -> str:
-        """The hash of an application's entity key values (``APPLICATIONS.key``, in order)."""
-        return hmac.new(key, "|".join(map(str, keys)).encode(), hashlib.sha256).hexdigest()
-
-    return entity_hash
 
 
 class _Counts:

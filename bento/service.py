@@ -18,10 +18,11 @@ from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
+from creditflow.applicant_keys import home_entity_hasher
 from creditflow.bento.metrics_dir import own_metrics_dir
 from creditflow.bento.microbatch import MicroBatcher
 from creditflow.bento.middleware import ClientErrors, install_log_filter
-from creditflow.bento.prediction_log import PredictionLog, entity_hasher
+from creditflow.bento.prediction_log import PredictionLog
 from creditflow.bento.scoring import Score, Scorer
 from creditflow.config import export_environment, get_settings
 from creditflow.contract import APPLICATIONS, request_model
@@ -151,7 +152,7 @@ class CreditScorer:
         settings = get_settings()
         self.scorer = Scorer(from_stored(self.model_ref))
         self.max_batch = settings.max_batch
-        self.entity_hash = entity_hasher(settings.home / "entity_hash.key")
+        self.entity_hash = home_entity_hasher(settings)
         self.engine = get_engine(settings)  # not migrated here: see __is_ready__
         self.schema_at_head = False
         self.log = PredictionLog(

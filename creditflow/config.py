@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The Feast repo folder, wherever the package is installed (a clone, or site-packages): found,
@@ -67,6 +67,23 @@ class Settings(BaseSettings):
     # False (CREDITFLOW_FAST_PATHS=0): the public APIs of XGBoost and Feast only.
     fast_paths: bool = True
 
+    # --- monitoring and feedback (thresholds of the checks: monitoring/thresholds.py) ---
+    # An outcome is whether the loan defaulted within this many days of its application.
+    performance_window_days: int = Field(default=365, gt=0)
+    # Bearer token that /feedback and every other write or admin endpoint require; unset: those
+    # endpoints answer 401 to everyone (nothing is writable without a token you chose).
+    api_token: SecretStr | None = None
+    # Fernet key (cryptography) that encrypts the entity keys kept in the prediction log; unset:
+    # a key file in the home, created on first use (tests and the embedded default).
+    log_key: SecretStr | None = None
+    # Prediction-log rows and labels older than this are deleted by `creditflow forget --expired`.
+    retention_days: int = Field(default=3 * 365, gt=0)
+    # The service writes its request counts, latency histograms, errors and rejections to our
+    # database this often (seconds), off the request path.
+    service_stats_interval_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # The service reads the latest monitoring results (its /metrics gauges) this often (seconds).
+    monitoring_gauges_interval_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+
     @cached_property
     def data_dir(self) -> Path:
         """The offline store's sources: one folder of parquet batches per table."""
@@ -88,6 +105,21 @@ class Settings(BaseSettings):
     @cached_property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @cached_property
+    def profiles_dir(self) -> Path:
+        """whylogs profiles of logged traffic, one mergeable file per model and time window."""
+        return self.home / "monitoring" / "profiles"
+
+    @cached_property
+    def log_key_file(self) -> Path:
+        """Where the prediction log's encryption key is kept when CREDITFLOW_LOG_KEY is unset."""
+        return self.home / "log_encryption.key"
+
+    @cached_property
+    def entity_hash_key_file(self) -> Path:
+        """The secret of the entity keys' keyed hash (HMAC)."""
+        return self.home / "entity_hash.key"
 
     @property
     def feature_store_yaml(self) -> Path:

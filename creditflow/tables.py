@@ -77,8 +77,9 @@ model_events = sa.Table(
 )
 
 
-# Every prediction the service made: what feedback labels join to later. Entity keys are
-# stored as a keyed hash (HMAC), never raw.
+# Every prediction the service made: what feedback labels join to later, and what monitoring
+# reads. Entity keys are stored as a keyed hash (HMAC) beside their ciphertext
+# (creditflow/applicant_keys.py), never raw; the application's other fields as received.
 predictions = sa.Table(
     "predictions",
     metadata,
@@ -91,4 +92,79 @@ predictions = sa.Table(
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("decided_by", sa.String(64), nullable=False),
     sa.Column("rules_fired", sa.JSON, nullable=False),
+    # Added by 0002 (null in rows logged before): the application without its entity keys, the
+    # keys encrypted, which endpoint answered, and what produced the answer.
+    sa.Column("application", sa.JSON, nullable=True),
+    sa.Column("entity_keys", sa.Text, nullable=True),
+    sa.Column("endpoint", sa.String(32), nullable=True),
+    sa.Column("rules_version", sa.String(64), nullable=True),
+    sa.Column("code_version", sa.String(64), nullable=True),
+)
+
+# Outcomes reported for predictions (feedback/). One row per distinct report: the same outcome
+# twice is stored once; a changed one is a new row (a correction) and the newest counts. A
+# label is known from ``received_at`` on: jobs run --as-of T read only labels received by T.
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(32), nullable=False, index=True),
+    sa.Column("outcome", sa.SmallInteger, nullable=False),  # 1 = defaulted within the window
+    sa.Column("outcome_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("corrects", sa.Integer, nullable=True),  # the label row this one replaces
+)
+
+# One `creditflow monitor` run: its window, the models it looked at and its overall status.
+monitoring_runs = sa.Table(
+    "monitoring_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok, watch, alert, failed
+    sa.Column("report", sa.Text, nullable=True),
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Every value a monitoring run computed: the report, the JSON summary, the alerts and the
+# service's /metrics gauges all derive from these rows.
+monitoring_results = sa.Table(
+    "monitoring_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("monitoring_runs.id", ondelete="CASCADE"),
+              nullable=False, index=True),  # fmt: skip
+    sa.Column("model_tag", sa.String(128), nullable=True),
+    sa.Column("section", sa.String(32), nullable=False),  # drift, quality, skew, latency, ...
+    sa.Column("metric", sa.String(64), nullable=False),  # psi, missing_share, p99_s, roc_auc...
+    sa.Column("subject", sa.String(128), nullable=False),  # a feature, an endpoint, a vintage
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # ok, watch, alert, info, estimated
+    sa.Column("details", sa.JSON, nullable=False),
+)
+
+# What the service saw per time window and worker, written off the request path: the history
+# Prometheus does not keep, rejected requests included (they never reach the prediction log).
+service_stats = sa.Table(
+    "service_stats",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("window_s", sa.Float, nullable=False),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),  # 5xx
+    sa.Column("rejected", sa.Integer, nullable=False),  # 4xx but 401
+    sa.Column("unauthorized", sa.Integer, nullable=False),  # 401
+    sa.Column("latency_sum_s", sa.Float, nullable=False),
+    # {"le": [bucket upper bounds, s], "counts": [requests per bucket]}: quantiles by merging
+    sa.Column("latency_histogram", sa.JSON, nullable=False),
+    sa.Column("rejections", sa.JSON, nullable=False),  # {field or rule: requests}
 )

@@ -4,11 +4,8 @@ bands -> evaluate beside a baseline -> register as a candidate, with report and 
 from __future__ import annotations
 
 import logging
-import platform
 import shutil
-import subprocess
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from creditflow.config import MODEL_FEATURE_SERVICE, Settings, get_settings
 from creditflow.contract import LABEL_COLUMN
 from creditflow.model import registry
+from creditflow.model.evaluate import metrics, segments_of
 from creditflow.model.registry import REFERENCE_FILE, iteration_range
 from creditflow.model.stages import champion_tag, register_candidate
 from creditflow.postprocessing.policy import choose_bands
@@ -35,36 +33,11 @@ from creditflow.training.dataset import (
     build_training_set,
     time_split,
 )
-from creditflow.training.evaluate import metrics, segments_of
 from creditflow.training.model import PARAMS, dmatrix, fit, predict
 from creditflow.training.promotion import evaluate_on
 from creditflow.training.report import ScoredModel, write_report
 from creditflow.training.tune import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, tune
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in ("xgboost-cpu", "feast", "bentoml", "pandas", "numpy", "pyarrow", "creditflow"):
-        try:
-            found[name.removesuffix("-cpu")] = version(name)
-        except Exception:
-            found[name.removesuffix("-cpu")] = "unknown"
-    found["python"] = platform.python_version()
-    return found
-
-
-def code_version() -> str:
-    """The git commit of the code that trained the model (``+dirty`` if uncommitted changes);
-    the package version when it does not run from a clone."""
-    here = Path(__file__).parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return f"creditflow {version('creditflow')}"
+from creditflow.versions import code_version, library_versions
 
 
 def mean_abs_shap(booster: xgb.Booster, frame: pd.DataFrame, contract: FeatureContract) -> dict:
@@ -276,7 +249,7 @@ def train(
             "rules": rules.to_metadata(),
             "warnings": warnings,
             "trees": iteration_range(booster)[1],
-            "versions": _versions(),
+            "versions": library_versions(),
         }
 
         def extras(model_dir: Path, tag: str) -> dict:

@@ -12,11 +12,11 @@ from creditflow.config import Settings, get_settings
 from creditflow.contract import LABEL_COLUMN, LOANS
 from creditflow.db import get_engine
 from creditflow.model import registry
+from creditflow.model.evaluate import metrics, segment_metrics, segments_of
 from creditflow.model.stages import champion_tag, latest_candidate, log_event, set_stage
 from creditflow.postprocessing.calibration import Calibration
 from creditflow.store.point_in_time import historical_features
 from creditflow.training.dataset import TEST_SHARE, entity_frame, load_labeled_loans
-from creditflow.training.evaluate import metrics, segment_metrics, segments_of
 from creditflow.training.model import predict
 
 # The promotion policy, declared once.

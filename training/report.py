@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from creditflow.training.evaluate import MIN_SEGMENT_ROWS, metrics, reliability, segment_metrics
+from creditflow.model.evaluate import MIN_SEGMENT_ROWS, metrics, reliability, segment_metrics
 
 METRIC_ROWS = ("roc_auc", "pr_auc", "ks", "brier", "ece", "rows", "default_rate")
 SEGMENT_METRICS = ("roc_auc", "pr_auc", "ks", "ece")

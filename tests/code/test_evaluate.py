@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from creditflow.training.evaluate import (
+from creditflow.model.evaluate import (
     AGE_BANDS,
     metrics,
     reliability,

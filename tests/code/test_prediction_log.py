@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from creditflow.bento.prediction_log import PredictionLog, entity_hasher
+from creditflow.applicant_keys import entity_hasher
+from creditflow.bento.prediction_log import PredictionLog
 from creditflow.tables import metadata, predictions
 
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from creditflow.training.evaluate import metrics
+from creditflow.model.evaluate import metrics
 from creditflow.training.report import ScoredModel, write_report
 
 

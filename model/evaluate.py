@@ -1,4 +1,9 @@
-"""Model quality on a hold-out window: overall, by calibration bin and by segment."""
+"""Model quality on labeled rows: overall, by calibration bin and by segment.
+
+One definition of every measure for training (evaluation, the promotion gate) and monitoring
+(realized accuracy once outcomes arrive). It needs scikit-learn (the training or monitoring
+extra); serving never imports it (an import-linter contract in pyproject.toml).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,41 @@
+"""The one clock: what "now" is for scoring, logging, ingestion, materialization and every job.
+
+Production reads the system clock. A job run ``--as-of T`` (a backfill, a scheduled run that
+reports on a past window) and the lifecycle simulation set the clock instead, with
+:func:`frozen`, so they drive the very same code: nothing below asks the system for the time.
+The setting is per thread and per asyncio task (a ``ContextVar``): a frozen job in one thread
+never moves the clock of a service answering in another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+_fixed: ContextVar[datetime | None] = ContextVar("creditflow_now", default=None)
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC: the frozen time if one is set."""
+    fixed = _fixed.get()
+    return fixed if fixed is not None else datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A time without a zone is UTC; any other zone is converted."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@contextmanager
+def frozen(at: datetime | None) -> Iterator[datetime]:
+    """Within the block, :func:`now` is ``at`` (UTC); ``None`` leaves the system clock."""
+    if at is None:
+        yield now()
+        return
+    token = _fixed.set(as_utc(at))
+    try:
+        yield as_utc(at)
+    finally:
+        _fixed.reset(token)
