@@ -1,9 +1,8 @@
 """The `creditflow` command: one sub-command per pipeline stage.
 
-Every command prints a one-line JSON summary with ``--json`` and exits non-zero on failure:
-1 when it failed (with ``--json``: ``{"ok": false, "error": ...}``), 2 for a usage error (an
-unknown option, a value out of its range: Click's message on stderr) and 3 for a refused
-``promote`` (``{"ok": false, "refused": true, ...}``).
+Every command prints a one-line JSON summary with ``--json`` and exits with one of the codes of
+:class:`ExitCode` (the README's table of exit codes is checked against it by a test): a
+scheduler can tell "the job failed" (1) from "the job worked and found an alert" (4).
 Heavy imports happen inside commands so that ``--help`` stays fast and the environment
 (CREDITFLOW_HOME, BENTOML_HOME, the Feast profile) is set before Feast or BentoML load.
 """
@@ -16,7 +15,8 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,7 +78,14 @@ _EXTRA_OF = {
 }
 
 
-REFUSED_EXIT = 3
+class ExitCode(IntEnum):
+    """Every exit code of the CLI, in one place (README: "Exit codes")."""
+
+    OK = 0  # done; `monitor`: healthy, or values to watch but no alert
+    FAILED = 1  # the command itself failed (--json: "ok": false and "error")
+    USAGE = 2  # a usage error: an unknown option, a value out of range (Click, on stderr)
+    REFUSED = 3  # `promote`: the candidate was refused (--json: "refused": true, "reasons")
+    ALERT = 4  # `monitor`: the run worked and raised at least one alert (--json: "alerts")
 
 
 def _run(
@@ -86,9 +93,11 @@ def _run(
     work: Callable[[], dict[str, Any]],
     describe: Callable[[dict], str],
     refused: Callable[[dict], bool] = lambda _: False,
+    exit_code: Callable[[dict], ExitCode] = lambda _: ExitCode.OK,
 ):
-    """Run a command body; report its summary as JSON or text; exit 1 on any failure, and
-    REFUSED_EXIT when the work was done but its answer is a refusal (``refused(summary)``)."""
+    """Run a command body; report its summary as JSON or text; exit 1 on any failure,
+    REFUSED when the work was done but its answer is a refusal (``refused(summary)``), and
+    otherwise what ``exit_code(summary)`` says (ALERT for a monitor run that alerted)."""
     try:
         if _SETTINGS_ERROR:
             raise _SETTINGS_ERROR[0]
@@ -110,7 +119,9 @@ def _run(
     else:
         typer.echo(describe(summary))
     if no:
-        raise typer.Exit(REFUSED_EXIT)
+        raise typer.Exit(ExitCode.REFUSED)
+    if code := exit_code(summary):
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -450,6 +461,155 @@ def sample_request(
         return {"body": newest[0], "url": url, "curl": command}
 
     _run(as_json, work, lambda s: s["curl"] if curl else json.dumps(s["body"]))
+
+
+def _parse_duration(text: str) -> timedelta:
+    """``7d``, ``12h``, ``30m`` or a number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        if text[-1:] in units:
+            value = timedelta(**{units[text[-1]]: float(text[:-1])})
+        else:
+            value = timedelta(days=float(text))
+    except ValueError:
+        value = timedelta(0)
+    if value <= timedelta(0):
+        raise typer.BadParameter(f"{text!r}: a positive duration such as 7d, 12h or 30m")
+    return value
+
+
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        help="Run as of this time (UTC): only rows recorded and labels received by then. "
+        "Default: now.",
+    ),
+]
+
+
+@app.command()
+def monitor(
+    as_of: AsOfOption = None,
+    window: Annotated[
+        str, typer.Option(help="How far back from --as-of to look: 7d, 24h, 90m.")
+    ] = "7d",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this model tag (default: the champion and every model that "
+            "served in the window)."
+        ),  # fmt: skip
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the served traffic of a window: input, score and decision drift against the
+    training reference (PSI), data quality, training-serving skew, latency and errors, and
+    accuracy once outcomes arrive (estimated before). Writes an HTML report and stores every
+    result in our database. Exits 4 when there is an alert, 0 when healthy, 1 on failure."""
+    span = _parse_duration(window)
+
+    def work() -> dict:
+        from creditflow.monitoring.run import monitor as run_monitor
+
+        return run_monitor(get_settings(), as_of=_as_utc(as_of), window=span, model_tag=model)
+
+    def describe(s: dict) -> str:
+        lines = [f"{s['status'].upper()}: {len(s['alerts'])} alert(s) as of {s['as_of']} "
+                 f"(window {s['window']})"]  # fmt: skip
+        for a in s["alerts"]:
+            value = "" if a.get("value") is None else f" = {a['value']:.4g}"
+            limit = "" if a.get("threshold") is None else f" (threshold {a['threshold']:.4g})"
+            lines.append(f"  {a['section']}: {a['metric']} of {a['subject']}{value}{limit}"
+                         f" [{a.get('model') or 'service'}]")  # fmt: skip
+        lines.append(f"report: {s['report']}")
+        return "\n".join(lines)
+
+    _run(as_json, work, describe,
+         exit_code=lambda s: ExitCode.ALERT if s["status"] == "alert" else ExitCode.OK)  # fmt: skip
+
+
+feedback_app = typer.Typer(help="Outcomes of past decisions: labels for monitoring and training.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("import")
+def feedback_import(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Labels: .parquet/.csv file, folder, or a DB URL (with --sql-table "
+            "or --query). Columns: prediction_id, outcome, outcome_at[, source]."
+        ),
+    ],  # fmt: skip
+    sql_table: Annotated[str | None, typer.Option(help="Table to read, with a DB URL.")] = None,
+    query: Annotated[str | None, typer.Option(help="Query to read, with a DB URL.")] = None,
+    as_of: AsOfOption = None,
+    encoding: EncodingOption = "utf-8",
+    date_format: DateFormatOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import outcomes in bulk, validated like any table of the contract: rows in = stored +
+    duplicates + rejected (with reasons, in quarantine). A changed outcome is kept as a
+    correction; the same one twice is stored once. --as-of: when they were received."""
+
+    def work() -> dict:
+        from creditflow import clock
+        from creditflow.feedback.importer import import_labels
+
+        with clock.frozen(_as_utc(as_of)):
+            return import_labels(source, get_settings(), sql_table=sql_table, query=query,
+                                 encoding=encoding, date_format=date_format)  # fmt: skip
+
+    _run(as_json, work, _describe_labels)
+
+
+def _describe_labels(s: dict) -> str:
+    text = (
+        f"{s['rows_in']:,} labels in: {s['stored']:,} stored ({s['corrections']:,} "
+        f"corrections), {s['duplicates']:,} duplicates, {s['rejected']:,} rejected"
+    )
+    for reason, count in sorted(s.get("reasons", {}).items(), key=lambda kv: -kv[1]):
+        text += f"\n  rejected {count:,}: {reason}"
+    return text
+
+
+@app.command()
+def forget(
+    dob_ssn: Annotated[
+        str | None, typer.Argument(help="The applicant's key (YYYYMMDD_NNNN) to erase.")
+    ] = None,
+    expired: Annotated[
+        bool,
+        typer.Option(
+            "--expired",
+            help="Instead: delete prediction-log rows and labels "
+            "older than CREDITFLOW_RETENTION_DAYS.",
+        ),
+    ] = False,  # fmt: skip
+    as_of: AsOfOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Erase an applicant from our tables (prediction log, labels, quarantine), or apply the
+    retention period (--expired); reports what was removed. The feature store's own sources
+    are the data owner's, not ours: erase there too."""
+    if (dob_ssn is None) == (not expired):
+        raise typer.BadParameter("give either DOB_SSN or --expired")
+
+    def work() -> dict:
+        from creditflow import clock
+        from creditflow.db import get_engine
+        from creditflow.feedback.erasure import expire
+        from creditflow.feedback.erasure import forget as run_forget
+
+        settings = get_settings()
+        with clock.frozen(_as_utc(as_of)):
+            if expired:
+                return expire(settings, get_engine(settings), clock.now())
+            return run_forget(settings, get_engine(settings), dob_ssn)
+
+    _run(as_json, work, lambda s: json.dumps(s, default=str))
 
 
 def _path_with_venv() -> str:

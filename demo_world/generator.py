@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from creditflow import clock
 from creditflow.contract import (
     CREDIT_HISTORY,
     HOME_OWNERSHIP,
@@ -99,7 +100,7 @@ def generate_world(
     if not 0.0 <= dirty_share <= 1.0:
         raise ValueError(f"dirty_share must be within [0, 1], got {dirty_share}")
     if end is None:
-        end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     if end.tzinfo is None or end.utcoffset() is None:
         raise ValueError("end must be a timezone-aware (UTC) datetime")
     end_ts = pd.Timestamp(end).tz_convert("UTC")

@@ -9,11 +9,12 @@ ingested again (its original summary is returned).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from creditflow import clock
 from creditflow.config import Settings, get_settings
 from creditflow.contract import OUTLIER_Z, TABLES, TableContract, TimeWindow, rule_failures
 from creditflow.db import get_engine
@@ -25,7 +26,7 @@ from creditflow.store.features import get_store
 
 def _time_window(settings: Settings, now: datetime | None) -> TimeWindow:
     return TimeWindow(
-        now=pd.Timestamp(now or datetime.now(UTC)),
+        now=pd.Timestamp(now or clock.now()),
         max_age=pd.Timedelta(days=settings.max_event_age_days),
         tolerance=pd.Timedelta(minutes=settings.future_tolerance_minutes),
     )
@@ -145,7 +146,7 @@ def ingest(
     table = TABLES[table_name]
     settings = settings or get_settings()
     engine = get_engine(settings)
-    started_at = datetime.now(UTC)
+    started_at = clock.now()
     store = None
     if push_online or materialize:
         store = get_store(settings)
@@ -208,7 +209,7 @@ def ingest(
             if views:
                 store.materialize(
                     start_date=accepted[ts].min().to_pydatetime(),
-                    end_date=datetime.now(UTC),
+                    end_date=clock.now(),
                     feature_views=views,
                 )
             summary["materialized"] = views

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from creditflow import clock
 from creditflow.contract import TABLES
 from creditflow.tables import ingestion_log, quarantine
 
@@ -40,7 +41,7 @@ def record(
     quarantined: list[tuple[int | None, str, str]],
 ) -> None:
     """Write the log entry and the quarantined rows (row number, reasons, payload) at once."""
-    now = datetime.now(UTC)
+    now = clock.now()
     with engine.begin() as conn:
         conn.execute(
             ingestion_log.insert(),

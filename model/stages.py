@@ -7,10 +7,11 @@ registration, promotion, refusal and rollback is an event with its reasons.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from creditflow import clock
 from creditflow.config import MODEL_NAME, Settings, export_environment, get_settings
 from creditflow.db import get_engine
 from creditflow.tables import model_events, model_stages
@@ -21,7 +22,7 @@ class StageError(RuntimeError):
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def log_event(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.types import Float32, Float64, Int32, Int64, String
 
+from creditflow import clock
 from creditflow.config import get_settings
 from creditflow.store.features import get_service
 from creditflow.store.point_in_time import point_in_time
@@ -178,7 +179,7 @@ class ServiceFeatures:
 
         Each row holds the entity keys and the request data the on-demand views need.
         """
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         if not self.fast:
             values = self._public_values(rows, now)
         elif self.checked:
@@ -286,7 +287,7 @@ class ServiceFeatures:
             try:
                 for read in self.reads:
                     keys = {c.name: ["" if c.dtype == String else 0] for c in read.key_columns}
-                    self._read_view(read, keys, 1, datetime.now(UTC))
+                    self._read_view(read, keys, 1, clock.now())
                 return
             except Exception:  # the public read below decides
                 pass

@@ -127,12 +127,12 @@ def test_a_refused_promotion_is_not_ok_and_exits_3(monkeypatch):
 
     monkeypatch.setattr(promotion, "promote", refuse)
     result = runner.invoke(cli.app, ["promote", "--json"])
-    assert result.exit_code == cli.REFUSED_EXIT
+    assert result.exit_code == cli.ExitCode.REFUSED
     summary = json.loads(result.stdout)
     assert summary["ok"] is False and summary["refused"] is True
     assert summary["reasons"] == ["ROC AUC gain 0.0001 < 0.002"]
     text = runner.invoke(cli.app, ["promote"])
-    assert text.exit_code == cli.REFUSED_EXIT and "refused: ROC AUC gain" in text.stdout
+    assert text.exit_code == cli.ExitCode.REFUSED and "refused: ROC AUC gain" in text.stdout
 
 
 LONG_TAG = "credit_risk:" + "x7" * 20
@@ -202,3 +202,10 @@ def test_a_setting_out_of_range_is_refused_naming_it(monkeypatch, variable, valu
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=variable.removeprefix("CREDITFLOW_").lower()):
         get_settings()
+
+
+def test_the_readme_lists_every_exit_code_and_no_other():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("| code | meaning |", 1)[1].split("\n\n", 1)[0]
+    codes = {int(line.split("|")[1]) for line in table.splitlines() if line[:3].strip("| ").isdigit()}
+    assert codes == {int(code) for code in cli.ExitCode}
