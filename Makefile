@@ -82,13 +82,27 @@ $(STAMPS)/trained: $(STAMPS)/materialized $(CODE)
 	$(BIN)/creditflow promote || [ $$? -eq 3 ]  # 3: refused, the champion stays
 	touch $@
 
-demo: $(STAMPS)/trained $(STAMPS)/migrated
+# The bearer token of the write endpoints (/feedback), made once per home and kept in it.
+TOKEN_FILE := $(CREDITFLOW_HOME)/api_token
+$(TOKEN_FILE): | $(VENV)/.installed
+	mkdir -p $(CREDITFLOW_HOME)
+	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(32))" > $@
+
+demo: $(STAMPS)/trained $(STAMPS)/migrated $(TOKEN_FILE)
 	@echo
 	@echo "Scoring service starting on http://127.0.0.1:$(PORT) (Ctrl-C stops it). Try:"
 	@echo
 	@$(BIN)/creditflow sample-request --curl --port $(PORT)
 	@echo
-	$(ENV) bentoml serve creditflow.bento.service:CreditScorer --host $(SERVE_HOST) --port $(PORT)
+	@echo "Report an outcome (POST /feedback needs the token; in another shell, paste all three):"
+	@echo
+	@echo "export CREDITFLOW_API_TOKEN=$$(cat $(TOKEN_FILE))"
+	@$(BIN)/creditflow sample-request --feedback --port $(PORT)
+	@echo
+	@echo "Then: CREDITFLOW_HOME=$(CREDITFLOW_HOME) $(BIN)/creditflow monitor   # exit 4 on an alert"
+	@echo
+	CREDITFLOW_API_TOKEN=$$(cat $(TOKEN_FILE)) $(ENV) bentoml serve \
+	  creditflow.bento.service:CreditScorer --host $(SERVE_HOST) --port $(PORT)
 
 # The package as a wheel (built from its sdist, so stale in-tree build files cannot slip in):
 # the bento installs it over requirements-serving.lock and carries no source of its own.

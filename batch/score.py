@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from creditflow import clock
 from creditflow.config import Settings, get_settings
 from creditflow.contract import APPLICATIONS, Col, reasons_of
 from creditflow.ingestion.ingest import check
@@ -77,11 +78,11 @@ def score_batch(
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}  # seconds per stage, in the summary
-    clock = [started]
+    lap_started = [started]
 
     def lap(name: str) -> None:
-        timings[name] = round(time.perf_counter() - clock[0], 2)
-        clock[0] = time.perf_counter()
+        timings[name] = round(time.perf_counter() - lap_started[0], 2)
+        lap_started[0] = time.perf_counter()
 
     settings = settings or get_settings()
     tag = model_tag or require_champion(settings)
@@ -99,7 +100,7 @@ def score_batch(
     valid = (errors == "").to_numpy()
     entities = frame.loc[valid].reset_index(drop=True)
     if not has_time:
-        entities[TIME] = pd.Timestamp(at or datetime.now(UTC)).tz_convert("UTC")
+        entities[TIME] = pd.Timestamp(at or clock.now()).tz_convert("UTC")
     entities[ROW] = np.flatnonzero(valid)
     for col in APPLICATIONS.columns:  # contract types: ints were float64 while unchecked
         if col.kind == "int":

@@ -9,7 +9,7 @@ percentiles of the 2xx answers, CPU use in the window (server, loadgen, other pr
 first error text if any.
 
     python -m benchmarks.loadgen --url URL --body FILE --concurrency N --duration S --warmup S \
-        [--server-pid PID]
+        [--server-pid PID] [--header "Authorization: Bearer TOKEN"]
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ async def run_load(
     warmup: float,
     timeout: float,
     server_pid: int | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict:
     """Drive ``concurrency`` closed-loop workers for warmup + duration seconds."""
     started = time.perf_counter()
@@ -85,7 +86,7 @@ async def run_load(
     latencies: list[float] = []
     errors = 0
     first_error: str | None = None
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(extra_headers or {})}
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors, first_error
@@ -143,11 +144,20 @@ def main(
     server_pid: Annotated[
         int | None, typer.Option(help="Server process whose CPU use (with its children) to report.")
     ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option(help="'Name: value' sent with every request (repeatable).")
+    ] = None,
 ) -> None:
     """Load ``url`` and print one JSON line of results."""
     bodies = [json.dumps(b).encode() for b in json.loads(body.read_text())]
     if not bodies:
         raise typer.BadParameter(f"{body}: no request bodies")
+    extra_headers = {}
+    for line in header or []:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise typer.BadParameter(f"--header {line!r}: expected 'Name: value'")
+        extra_headers[name.strip()] = value.strip()
     try:
         import uvloop  # less client CPU per request: the server shares these 2 cores
 
@@ -156,7 +166,7 @@ def main(
         runner = asyncio.Runner()
     with runner:
         result = runner.run(
-            run_load(url, bodies, concurrency, duration, warmup, timeout, server_pid)
+            run_load(url, bodies, concurrency, duration, warmup, timeout, server_pid, extra_headers)
         )
     if result["first_error"]:
         print(f"loadgen: {url}: {result['errors']} errors in window; first: "

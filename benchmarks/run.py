@@ -117,6 +117,16 @@ def main(
     batch_rows: Annotated[int, typer.Option(help="Applications for score-batch.")] = 1_000_000,
     serving: Annotated[bool, typer.Option(help="Serving load benchmark (HTTP).")] = True,
     serving_seconds: Annotated[float, typer.Option(help="Measured seconds per load run.")] = 10.0,
+    monitoring: Annotated[
+        bool,
+        typer.Option(help="/predict with the service's monitoring on vs off, and /feedback."),
+    ] = True,
+    monitor_rows: Annotated[
+        int, typer.Option(help="Logged predictions for `creditflow monitor` (0: skip).")
+    ] = 1_000_000,
+    labels: Annotated[
+        int, typer.Option(help="Labels for `creditflow feedback import` (0: skip).")
+    ] = 1_000_000,
     public_clients: Annotated[
         str,
         typer.Option(
@@ -147,7 +157,16 @@ def main(
             results += run_in_home(served, batch_rows)
         if serving:
             public = tuple(int(x) for x in public_clients.split(",") if x.strip())
-            results += bench_serving(served, serving_seconds, public_paths=public)
+            results += bench_serving(served, serving_seconds, public_paths=public,
+                                     monitoring=monitoring)  # fmt: skip
+        if labels:
+            from benchmarks.feedback_import import run as bench_feedback_import
+
+            results.append(bench_feedback_import(labels, folder / "feedback"))
+        if monitor_rows:
+            from benchmarks.monitor import run as bench_monitor
+
+            results.append(bench_monitor(monitor_rows, home or folder / "serving"))
     # cpu %: of one core (2 here), for the server, the load generator and everything else.
     columns = ("benchmark", "value", "p50 / p99 ms", "cpu % srv/gen/other", "target", "ratio")
     table = Table(*columns, title="ratio >= 1 meets the target")

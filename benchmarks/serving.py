@@ -1,6 +1,8 @@
 """Serving load benchmark: our /predict beside its framework floor (/noop) and Feast's own feature
 server answering the same FeatureService lookup, on the same home, interleaved per concurrency so
-machine noise hits all three alike.
+machine noise hits all three alike. Also /predict with the service's monitoring on (the default:
+service statistics, the prediction log's application and encrypted keys) beside a server with it
+off, and /feedback requests/s.
 
 Servers and the load generator each run in their own process (the load generator's CPU would
 otherwise be the server's). A home needs a promoted champion and a materialized online store;
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -41,6 +45,10 @@ BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH_ROWS = 100  # applications per /predict_batch call
 BATCH_CONCURRENCY = 2
+MONITORING_CLIENTS = 8  # /predict with monitoring on vs off, and /feedback
+FEEDBACK_LABELS = 5000  # distinct predictions labelled by the /feedback run (then duplicates)
+# A server with the service's monitoring off: as before issue 14 (bento/service.py).
+MONITORING_OFF = {"CREDITFLOW_SERVICE_STATS": "0", "CREDITFLOW_LOG_APPLICATIONS": "0"}
 
 app = typer.Typer(add_completion=False)
 
@@ -145,9 +153,9 @@ def _get(url: str, timeout: float = 5.0) -> int:
         return 0
 
 
-def _post(url: str, body: dict) -> dict:
+def _post(url: str, body: dict, headers: dict[str, str] | None = None) -> Any:
     request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        url, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -193,14 +201,23 @@ def wait_ready(server: Server, url: str, timeout_s: float = 180) -> None:
 
 
 def load(
-    url: str, bodies: Path, concurrency: int, duration: float, warmup: float, server: Server
+    url: str,
+    bodies: Path,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    server: Server,
+    headers: tuple[str, ...] = (),
 ) -> dict:
     """One run of benchmarks.loadgen in its own process; its error lines pass through. It also
     reports CPU use (% of one core): a server near 100 is CPU-bound; ``other`` is load from
-    outside the benchmark, which the server competes with on 2 cores."""
+    outside the benchmark, which the server competes with on 2 cores. ``headers``: 'Name: value'
+    sent with every request."""
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--body", str(bodies),
                "--concurrency", str(concurrency), "--duration", str(duration),
                "--warmup", str(warmup), "--server-pid", str(server.proc.pid)]  # fmt: skip
+    for header in headers:
+        command += ["--header", header]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=duration + warmup + 60)  # fmt: skip
     if done.returncode != 0:
@@ -236,18 +253,88 @@ def ratio_row(name: str, value: float | None, unit: str, target: str, ratio: flo
             "target": target, "ratio": rounded}  # fmt: skip
 
 
+def feedback_bodies(base: str, apps: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """/feedback bodies for ``count`` fresh predictions of the server at ``base`` (scored in
+    batches), one outcome each, reported now."""
+    ids: list[str] = []
+    while len(ids) < count:
+        size = min(BATCH_ROWS, count - len(ids))
+        batch = [apps[(len(ids) + i) % len(apps)] for i in range(size)]
+        ids += [answer["prediction_id"] for answer in
+                _post(f"{base}/predict_batch", {"applications": batch})]  # fmt: skip
+    reported = datetime.now(UTC).isoformat()
+    return [{"prediction_id": pid, "outcome": i % 2, "outcome_at": reported, "source": "bench"}
+            for i, pid in enumerate(ids)]  # fmt: skip
+
+
+def wait_logged(url: str, body: dict, headers: dict[str, str], timeout_s: float = 60) -> None:
+    """Until /feedback knows ``body``'s prediction (the log writes within a second or so)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _post(url, body, headers)
+            return
+        except RuntimeError as exc:
+            if "HTTP 404" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def bench_monitoring(
+    on: tuple[str, Server], off: tuple[str, Server], bodies: Path, duration: float,
+    warmup: float, clients: int = MONITORING_CLIENTS,
+) -> list[dict]:  # fmt: skip
+    """/predict with the service's monitoring on and off, in the order on, off, off, on, so a
+    drift of the machine's speed during the runs weighs on both alike; each side's mean. Also
+    the server's CPU time per request on vs off (its process tree, the prediction log's writer
+    included): on a machine shared with other work, throughput follows the CPU the server gets,
+    its cost per request does not."""
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    for side in ("on", "off", "off", "on"):
+        url, server = on if side == "on" else off
+        runs[side].append(load(url, bodies, clients, duration, warmup, server))
+    rows = []
+    mean_rps = {}
+    for side, label in (
+        ("on", "service statistics, logged applications"),
+        ("off", "CREDITFLOW_SERVICE_STATS=0, CREDITFLOW_LOG_APPLICATIONS=0"),
+    ):
+        results = runs[side]
+        mean_rps[side] = sum(r["rps"] for r in results) / len(results)
+        row = throughput_row(f"/predict, monitoring {side} ({label})", clients, results[-1])
+        row["value"] = round(mean_rps[side], 1)  # latency and CPU: the last run's
+        row["errors"] = sum(r["errors"] for r in results)
+        rows.append(row)
+    vs = mean_rps["on"] / mean_rps["off"] if mean_rps["off"] else None
+    rows.append(ratio_row(f"/predict throughput, monitoring on vs off at c={clients}", vs, "x",
+                          ">= 0.95x", vs and vs / 0.95))  # fmt: skip
+    # CPU % of one core over a window, per request/s: ms of CPU per request (10 = 1000 / 100).
+    cpu_ms = {side: 10 * sum(r["cpu_pct"]["server"] for r in results)
+              / max(sum(r["rps"] for r in results), 1e-9)
+              for side, results in runs.items()}  # fmt: skip
+    vs = cpu_ms["on"] / cpu_ms["off"] if cpu_ms["off"] else None
+    name = (f"/predict server CPU per request, monitoring on vs off ({cpu_ms['on']:.2f} vs "
+            f"{cpu_ms['off']:.2f} ms)")  # fmt: skip
+    rows.append(ratio_row(name, vs, "x", "-", None))
+    return rows
+
+
 def bench_serving(
     home: Path,
     duration_s: float = 10,
     concurrencies: tuple[int, ...] = (1, 8, 32),
     public_paths: tuple[int, ...] = (1, 8),
+    monitoring: bool = True,
 ) -> list[dict]:
     """/predict, /noop and feast serve throughput and latency per concurrency, the targets
     derived from them, and /predict_batch rows/s; the servers run for the whole benchmark.
     At the ``public_paths`` concurrencies, also /predict of a second service run with the public
-    APIs only (CREDITFLOW_FAST_PATHS=0), right after ours: what the fast paths are worth."""
+    APIs only (CREDITFLOW_FAST_PATHS=0), right after ours: what the fast paths are worth. With
+    ``monitoring``: /predict beside a third service with the service's monitoring off
+    (:func:`bench_monitoring`), and /feedback requests/s, at 8 clients."""
     settings = home_settings(home)
-    env = home_environment(settings)
+    token = secrets.token_urlsafe(24)
+    env = {**home_environment(settings), "CREDITFLOW_API_TOKEN": token}
     apps = applications(settings)
     warmup = max(0.5, min(2.0, duration_s / 5))
     port, feast_port = free_port(), free_port()
@@ -258,6 +345,9 @@ def bench_serving(
     public_base = f"http://127.0.0.1:{public_port}"
     public_bento = [*bento[:-1], str(public_port)]
     public_env = {**env, "CREDITFLOW_FAST_PATHS": "0"}
+    off_port = free_port()
+    off_base = f"http://127.0.0.1:{off_port}"
+    off_bento = [*bento[:-1], str(off_port)]
     # 1 worker; -r 0: no registry-refresh timer thread; --max-requests 0: gunicorn would otherwise
     # restart the worker every ~1000 requests (its default), resetting connections mid-run. Its
     # access log stays on, as BentoML's does by default.
@@ -292,10 +382,15 @@ def bench_serving(
             public = (stack.enter_context(running("bentoml-public", public_bento, REPO_ROOT,
                                                   public_env, folder))
                       if public_paths else None)  # fmt: skip
+            off = (stack.enter_context(running("bentoml-monitoring-off", off_bento, REPO_ROOT,
+                                               {**env, **MONITORING_OFF}, folder))
+                   if monitoring else None)  # fmt: skip
             wait_ready(ours, f"{base}/readyz")
             wait_ready(theirs, f"{feast_base}/health")
             if public:
                 wait_ready(public, f"{public_base}/readyz")
+            if off:
+                wait_ready(off, f"{off_base}/readyz")
             check_feast_answer(files["feast"][0], _post(targets["feast"][1], files["feast"][0]))
             try:  # a failing /predict is still measured: its errors show in the table
                 _post(targets["predict"][1], apps[0])
@@ -312,6 +407,16 @@ def bench_serving(
                     rows.append(throughput_row(label, c, result))
             batch = load(f"{base}/predict_batch", folder / "batch.json", BATCH_CONCURRENCY,
                          duration_s, warmup, ours)  # fmt: skip
+            if off:
+                rows += bench_monitoring((f"{base}/predict", ours), (f"{off_base}/predict", off),
+                                         folder / "predict.json", duration_s, warmup)  # fmt: skip
+                auth = {"Authorization": f"Bearer {token}"}
+                labels = feedback_bodies(base, apps, FEEDBACK_LABELS)
+                (folder / "feedback.json").write_text(json.dumps(labels))
+                wait_logged(f"{base}/feedback", labels[-1], auth)
+                feedback = load(f"{base}/feedback", folder / "feedback.json", MONITORING_CLIENTS,
+                                duration_s, warmup, ours,
+                                headers=tuple(f"{k}: {v}" for k, v in auth.items()))  # fmt: skip
     for c in concurrencies:
         predict, feast_rps, noop = (results[k, c]["rps"] for k in ("predict", "feast", "noop"))
         vs = predict / feast_rps if feast_rps else None
@@ -334,6 +439,9 @@ def bench_serving(
         **throughput_row(f"/predict_batch ({BATCH_ROWS} rows/call)", BATCH_CONCURRENCY, batch),
         "value": round(batch["rps"] * BATCH_ROWS), "unit": "rows/s",
     })  # fmt: skip
+    if monitoring:
+        label = f"/feedback ({FEEDBACK_LABELS:,} new labels, then duplicates)"
+        rows.append(throughput_row(label, MONITORING_CLIENTS, feedback))
     return rows
 
 

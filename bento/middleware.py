@@ -13,7 +13,8 @@ Public BentoML routes only: an ASGI middleware (``Service.add_asgi_middleware``)
 - ``/docs.json`` says so: our title and the package's version, request bodies required, the
   4xx answers with their schema, the server's limit on a batch (``maxItems``).
 - Every 4xx is counted, once per field it names (``rejected(endpoint, field)``; the service counts
-  them in ``creditflow_rejected_requests_total``): see :func:`counted_field`.
+  them in ``creditflow_rejected_requests_total`` and in its statistics): see :func:`counted_field`
+  and :func:`endpoint_label`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ OTHER_FIELD = "_other"
 OTHER_ENDPOINT = "_other"
 
 
+def endpoint_label(path: str, routes: frozenset[str]) -> str:
+    """The label a request is counted under: its route without the slash (``/predict`` ->
+    ``predict``) if it is one of ``routes``, else :data:`OTHER_ENDPOINT` (the labels must not
+    grow with the paths clients try)."""
+    return path[1:] if path in routes else OTHER_ENDPOINT
+
+
 def counted_field(field: str, names: frozenset[str]) -> str:
     """The label a rejected field is counted under: the last part of its dotted path that is a
     field we know (``applications.3.person_age`` -> ``person_age``; a union's branch after the
@@ -150,19 +158,31 @@ class ClientErrors:
         rejected: Callable[[str, str], None] | None = None,
         fields: Iterable[str] = (),
         max_items: Mapping[str, Mapping[str, int]] | None = None,
+        named_routes: Iterable[str] = (),
+        route_errors: Mapping[str, Mapping[int, str]] | None = None,
+        route_answers: Mapping[str, Mapping[int, str]] | None = None,
+        bearer_routes: Iterable[str] = (),
     ) -> None:
         """``rejected(endpoint, field)`` is called for each 4xx, once per field its answer names
-        (once with :data:`NO_FIELD` if none): ``endpoint`` a JSON route without its slash (or
-        :data:`OTHER_ENDPOINT`), ``field`` as :func:`counted_field` names it among ``fields``.
-        ``max_items``: route -> {array property of its body: the most items this server takes},
-        published in /docs.json as ``maxItems``."""
+        (once with :data:`NO_FIELD` if none): ``endpoint`` as :func:`endpoint_label` names it
+        among the JSON routes and ``named_routes`` (the probes, /metrics), ``field`` as
+        :func:`counted_field` names it among ``fields``. ``max_items``: route -> {array
+        property of its body: the most items this server takes}, published in /docs.json as
+        ``maxItems``; ``route_errors`` and ``route_answers``: route -> {status: description},
+        the 4xx (in the :data:`CLIENT_ERROR_SCHEMA`) and the other successes (with the 200's
+        body) a route answers besides every JSON route's; ``bearer_routes``: the routes that
+        require ``Authorization: Bearer`` (bento/auth.py), documented as such."""
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.json_routes = frozenset(json_routes)
+        self.routes = self.json_routes | frozenset(named_routes)
         self.info = {"title": title, "version": version, "description": description}
         self.rejected = rejected
         self.fields = frozenset(fields)
         self.max_items = max_items or {}
+        self.route_errors = route_errors or {}
+        self.route_answers = route_answers or {}
+        self.bearer_routes = tuple(bearer_routes)
         self._spec: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,7 +219,7 @@ class ClientErrors:
         """A 4xx answer (``body`` in our shape), counted once per field it names."""
         if self.rejected is None:
             return
-        endpoint = path.lstrip("/") if path in self.json_routes else OTHER_ENDPOINT
+        endpoint = endpoint_label(path, self.routes)
         try:
             named = [str(f["field"]) for f in json.loads(body)["error"]["fields"]]
         except (ValueError, KeyError, TypeError):
@@ -287,7 +307,8 @@ class ClientErrors:
                 await answer({"type": "http.response.body", "body": b"".join(chunks)})
                 return
             spec = corrected_spec(json.loads(b"".join(chunks)), self.info, self.json_routes,
-                                  self.max_items)  # fmt: skip
+                                  self.max_items, self.route_errors, self.route_answers,
+                                  self.bearer_routes)  # fmt: skip
             self._spec = json.dumps(spec).encode()
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/json"),
@@ -312,17 +333,25 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive | None =
     return replayed
 
 
+# How /docs.json names the bearer token scheme of bento/auth.py.
+BEARER_SCHEME = "bearerToken"
+
+
 def corrected_spec(
     spec: dict,
     info: dict[str, str],
     json_routes: Iterable[str],
     max_items: Mapping[str, Mapping[str, int]] | None = None,
+    route_errors: Mapping[str, Mapping[int, str]] | None = None,
+    route_answers: Mapping[str, Mapping[int, str]] | None = None,
+    bearer_routes: Iterable[str] = (),
 ) -> dict:
     """BentoML's OpenAPI spec with our title, version and description, the JSON endpoints'
     bodies required and their 4xx answers documented with :data:`CLIENT_ERROR_SCHEMA` (BentoML
     documents a 400 whose ``detail`` is a string, and a 404 they never answer), and the limits
     this server puts on arrays (``max_items``, as ``maxItems``: a limit set when the server
-    starts, which the request model cannot carry)."""
+    starts, which the request model cannot carry). ``route_errors``, ``route_answers`` and
+    ``bearer_routes``: as :class:`ClientErrors` takes them."""
     spec["info"] = {**info}
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for stale in ("InvalidArgument", "NotFound"):
@@ -338,6 +367,19 @@ def corrected_spec(
             responses.pop(stale, None)
         for status, description in CLIENT_ERRORS.items():
             responses[str(status)] = {"description": description, "content": ref}
+    for route, errors in (route_errors or {}).items():
+        responses = spec["paths"][route]["post"]["responses"]
+        for status, description in errors.items():
+            responses[str(status)] = {"description": description, "content": ref}
+    for route, answers in (route_answers or {}).items():
+        responses = spec["paths"][route]["post"]["responses"]
+        for status, description in answers.items():
+            responses[str(status)] = {**responses.get("200", {}), "description": description}
+    for route in bearer_routes:
+        schemes = spec["components"].setdefault("securitySchemes", {})
+        schemes[BEARER_SCHEME] = {"type": "http", "scheme": "bearer",
+                                  "description": "CREDITFLOW_API_TOKEN of the server"}  # fmt: skip
+        spec["paths"][route]["post"]["security"] = [{BEARER_SCHEME: []}]
     for route, limits in (max_items or {}).items():
         body = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
         for name, limit in limits.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import time
-from datetime import UTC, datetime
+from datetime import timedelta
 from http import HTTPStatus
 from importlib.metadata import version
 from typing import Any, ClassVar
@@ -15,24 +15,34 @@ from bentoml.exceptions import BentoMLException
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from creditflow import clock
 from creditflow.applicant_keys import home_entity_hasher
+from creditflow.bento import feedback_endpoint
+from creditflow.bento.auth import BearerAuth
 from creditflow.bento.metrics_dir import own_metrics_dir
 from creditflow.bento.microbatch import MicroBatcher
 from creditflow.bento.middleware import ClientErrors, install_log_filter
-from creditflow.bento.prediction_log import PredictionLog
+from creditflow.bento.monitoring_gauges import MonitoringGauges
+from creditflow.bento.prediction_log import ENTITY_KEY_VALUES, KeySealer, PredictionLog
 from creditflow.bento.scoring import Score, Scorer
+from creditflow.bento.service_stats import RequestStats, ServiceStats
 from creditflow.config import export_environment, get_settings
-from creditflow.contract import APPLICATIONS, request_model
+from creditflow.contract import APPLICATIONS, LABELS, request_model
 from creditflow.db import get_engine, serve_without_migrating
 from creditflow.migrate import schema_ready
 from creditflow.model.registry import from_stored
 from creditflow.model.stages import require_champion
+from creditflow.postprocessing.rules import RULES_VERSION
+from creditflow.versions import code_version
 
 export_environment()
 _settings = get_settings()
+# Read once, here (creditflow/config.py: CREDITFLOW_SERVICE_STATS, CREDITFLOW_LOG_APPLICATIONS).
+SERVICE_STATS = _settings.service_stats
+LOG_APPLICATIONS = _settings.log_applications
 # Each server its own /metrics files: a second start on this home cannot blank ours.
 if _settings.own_metrics_dir:
     own_metrics_dir(_settings.bentoml_home)
@@ -80,6 +90,7 @@ class ApplicationBatch(BaseModel):
 
 
 _ANSWERED = tuple(name for name in Prediction.model_fields if name != "reasons")
+_KEYS = APPLICATIONS.key
 
 
 def _prediction(score: Score) -> Prediction:
@@ -129,6 +140,11 @@ REJECTED = Counter(
     "_other: not a contract field); counted by bento/middleware.py",
     labelnames=["endpoint", "field"],
 )
+UNAUTHORIZED = Counter(
+    name="creditflow_unauthorized_requests",
+    documentation="401 answers (missing or wrong bearer token), by endpoint (bento/auth.py)",
+    labelnames=["endpoint"],
+)
 # Each labelled child looked up once: ``labels()`` takes a lock and builds a key every call.
 _decisions = functools.cache(
     lambda decision, by: DECISIONS.labels(decision=decision, decided_by=by)
@@ -136,6 +152,17 @@ _decisions = functools.cache(
 _request_seconds = functools.cache(lambda endpoint: REQUEST_SECONDS.labels(endpoint=endpoint))
 # Bounded: the middleware names only our endpoints and the contract's fields (else _other).
 _rejected = functools.cache(lambda endpoint, field: REJECTED.labels(endpoint=endpoint, field=field))
+_unauthorized = functools.cache(lambda endpoint: UNAUTHORIZED.labels(endpoint=endpoint))
+
+# This worker's request statistics, written by a thread the service starts (off if
+# CREDITFLOW_SERVICE_STATS=0). Built here: the middleware below counts into it.
+_stats = ServiceStats(get_engine(_settings), _settings.service_stats_interval_s)
+
+
+def _count_rejection(endpoint: str, field: str) -> None:
+    _rejected(endpoint, field).inc()
+    if SERVICE_STATS:
+        _stats.rejection(endpoint, field)
 
 
 # BentoML serves the Swagger UI at / and the spec at /docs.json; /docs leads to the UI.
@@ -155,9 +182,19 @@ class CreditScorer:
         self.entity_hash = home_entity_hasher(settings)
         self.engine = get_engine(settings)  # not migrated here: see __is_ready__
         self.schema_at_head = False
+        # What produced each answer, logged with it.
+        self.code_version = code_version()
         self.log = PredictionLog(
-            self.engine, interval_s=settings.prediction_log_interval_s
-        )  # its drops are counted in /metrics by bento/prediction_log.py
+            self.engine, interval_s=settings.prediction_log_interval_s,
+            sealer=KeySealer.of_home(settings),  # the writer hashes and encrypts the keys
+        )  # fmt: skip  # its drops are counted in /metrics by bento/prediction_log.py
+        self.future_tolerance = timedelta(minutes=settings.future_tolerance_minutes)
+        if SERVICE_STATS:
+            _stats.start()
+        self.gauges = MonitoringGauges(
+            self.engine, self.scorer.model.tag, settings.monitoring_gauges_interval_s
+        )
+        self.gauges.start()
         self.batcher = MicroBatcher(self._answer_predict, max_size=PREDICT_BATCH)
         # Everything loaded so far (Feast, BentoML, pandas, the model) lives as long as the
         # process. Frozen, the cyclic GC no longer walks it: a full collection of it is a pause
@@ -176,20 +213,29 @@ class CreditScorer:
         timings: dict[str, float] = {}
         scores = self.scorer.score(applications, timings)
         LOOKUP_SECONDS.observe(timings["feature_lookup"])
-        now = datetime.now(UTC)
+        now = clock.now()
         logged = []
         for application, score in zip(applications, scores, strict=True):
             SCORES.observe(score.default_probability)
             _decisions(score.decision, score.decided_by).inc()
             for feature in score.missing_features:
                 MISSING.labels(feature=feature).inc()
-            logged.append({
+            row = {
                 "prediction_id": score.prediction_id, "at": now, "model_tag": score.model_tag,
-                "entity_hash": self.entity_hash(*(application[k] for k in APPLICATIONS.key)),
                 "features": score.features, "default_probability": score.default_probability,
                 "decision": score.decision, "decided_by": score.decided_by,
                 "rules_fired": score.rules_fired,
-            })  # fmt: skip
+            }  # fmt: skip
+            keys = tuple(application[k] for k in _KEYS)
+            if LOG_APPLICATIONS:  # the writer turns the keys into hash and ciphertext
+                row[ENTITY_KEY_VALUES] = keys
+                row["application"] = {k: v for k, v in application.items() if k not in _KEYS}
+                row["endpoint"] = endpoint
+                row["rules_version"] = RULES_VERSION
+                row["code_version"] = self.code_version
+            else:
+                row["entity_hash"] = self.entity_hash(*keys)
+            logged.append(row)
         self.log.record(logged)
         _request_seconds(endpoint).observe(time.perf_counter() - started)
         return [_prediction(score) for score in scores]
@@ -199,8 +245,12 @@ class CreditScorer:
         return self._answer(applications, "predict")
 
     @bentoml.on_shutdown
-    def _flush_log(self) -> None:
+    def _stop_background_work(self) -> None:
+        """The rest of the prediction log and of the statistics written (graceful shutdown)."""
+        self.gauges.close()
         self.log.close()
+        if SERVICE_STATS:
+            _stats.close()
 
     # The endpoints are coroutines that score inline, on the event loop: the work is about a
     # millisecond of CPU, and a hand-off to a worker thread costs more than it saves.
@@ -228,7 +278,37 @@ class CreditScorer:
         rows = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in applications]
         return self._answer(rows, "predict_batch")
 
+    # A plain function: BentoML runs it in a thread, and the label's transaction (committed
+    # before the answer) never holds up the event loop.
+    @bentoml.api(
+        route="/feedback",
+        input_spec=feedback_endpoint.LabelReport,
+        output_spec=feedback_endpoint.LabelReceipt,
+    )
+    def feedback(self, **report: Any) -> Response:
+        """Records the observed outcome of a logged prediction (1: defaulted within the
+        performance window). Needs `Authorization: Bearer <CREDITFLOW_API_TOKEN>`. 201: stored
+        (or a correction of its label, kept with its history); 200: a duplicate, nothing
+        stored. A prediction is in the log within about a second of its answer."""
+        return feedback_endpoint.record(self.engine, report, self.future_tolerance)
 
+
+# Routes that write or administer: a bearer token (bento/auth.py). Scoring stays open.
+PROTECTED_ROUTES = ("/feedback",)
+# BentoML's own routes, counted under their names (others: _other).
+PROBE_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json")
+_ROUTES = (*(api.route for api in CreditScorer.apis.values()), *PROBE_ROUTES)
+
+# Our middleware, outermost first. Every request's status and latency into the service
+# statistics (bento/service_stats.py), 401s included.
+if SERVICE_STATS:
+    CreditScorer.add_asgi_middleware(RequestStats, stats=_stats, routes=_ROUTES)
+CreditScorer.add_asgi_middleware(
+    BearerAuth,
+    protected=PROTECTED_ROUTES,
+    token=_settings.api_token.get_secret_value() if _settings.api_token else None,
+    unauthorized=lambda endpoint: _unauthorized(endpoint).inc(),
+)
 # A client's mistake: a 4xx in one shape, one log line, no body read past the limit, counted in
 # /metrics; and an accurate /docs.json (bento/middleware.py).
 CreditScorer.add_asgi_middleware(
@@ -239,8 +319,12 @@ CreditScorer.add_asgi_middleware(
     version=version("creditflow"),
     description="Credit-risk scoring: Feast online features, XGBoost, post-processing. Every "
     "4xx answer has one body: the `ClientError` schema.",
-    rejected=lambda endpoint, field: _rejected(endpoint, field).inc(),
-    fields=[*APPLICATIONS.names, "applications"],
+    rejected=_count_rejection,
+    fields=[*APPLICATIONS.names, "applications", *LABELS.names],
     max_items={"/predict_batch": {"applications": _settings.max_batch}},
+    named_routes=PROBE_ROUTES,
+    route_errors={"/feedback": feedback_endpoint.ERRORS},
+    route_answers={"/feedback": feedback_endpoint.ANSWERS},
+    bearer_routes=PROTECTED_ROUTES,
 )
 install_log_filter()

@@ -382,7 +382,8 @@ def push(
 @app.command("quarantine")
 def show_quarantine(
     table: Annotated[
-        str | None, typer.Option(help="Only this table: loans, zipcodes or credit_history.")
+        str | None,
+        typer.Option(help="Only this table: loans, zipcodes, credit_history or labels."),
     ] = None,
     batch: Annotated[str | None, typer.Option(help="Only this batch id.")] = None,
     limit: Annotated[int, typer.Option(min=0, help="At most this many rows (0: all).")] = 20,
@@ -443,11 +444,20 @@ def score_batch(
 @app.command("sample-request")
 def sample_request(
     curl: Annotated[bool, typer.Option("--curl", help="Print a curl command.")] = False,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback",
+            help="Print shell lines that score the applicant, then report its outcome to "
+            "/feedback with $CREDITFLOW_API_TOKEN.",
+        ),
+    ] = False,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Service port, for --curl.")] = 3000,
     as_json: JsonFlag = False,
 ) -> None:
     """Print a /predict request body for a real applicant of the data (the newest valid loan).
-    With --json: {"ok": true, "body": ..., "url": ..., "curl": ...} on one line."""
+    With --json: {"ok": true, "body": ..., "url": ..., "curl": ..., "feedback": ...} on one
+    line."""
 
     def work() -> dict:
         from creditflow.ingestion.offline import newest_applications
@@ -458,24 +468,33 @@ def sample_request(
         url = f"http://127.0.0.1:{port}/predict"
         command = (f"curl -s -X POST {url} -H 'Content-Type: application/json' "
                    f"-d {shlex.quote(json.dumps(newest[0]))}")  # fmt: skip
-        return {"body": newest[0], "url": url, "curl": command}
+        # The answer's prediction id, then its outcome once logged (the log writes every
+        # CREDITFLOW_PREDICTION_LOG_INTERVAL_S: a second is plenty).
+        label = (
+            '{"prediction_id": "\'"$id"\'", "outcome": 0, "outcome_at": "\'"$(date -u +%FT%TZ)"\'"}'
+        )
+        lines = [
+            f"id=$({command} | python3 -c 'import json,sys; print(json.load(sys.stdin)"
+            '["prediction_id"])\') && sleep 1',
+            f"curl -s -X POST http://127.0.0.1:{port}/feedback "
+            '-H "Authorization: Bearer $CREDITFLOW_API_TOKEN" '
+            f"-H 'Content-Type: application/json' -d '{label}'",
+        ]
+        return {"body": newest[0], "url": url, "curl": command, "feedback": "\n".join(lines)}
 
-    _run(as_json, work, lambda s: s["curl"] if curl else json.dumps(s["body"]))
+    def describe(s: dict) -> str:
+        return s["feedback"] if feedback else s["curl"] if curl else json.dumps(s["body"])
+
+    _run(as_json, work, describe)
 
 
-def _parse_duration(text: str) -> timedelta:
-    """``7d``, ``12h``, ``30m`` or a number of days."""
-    units = {"d": "days", "h": "hours", "m": "minutes"}
+def _duration(text: str) -> timedelta:
+    from creditflow.clock import parse_duration
+
     try:
-        if text[-1:] in units:
-            value = timedelta(**{units[text[-1]]: float(text[:-1])})
-        else:
-            value = timedelta(days=float(text))
-    except ValueError:
-        value = timedelta(0)
-    if value <= timedelta(0):
-        raise typer.BadParameter(f"{text!r}: a positive duration such as 7d, 12h or 30m")
-    return value
+        return parse_duration(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
 
 
 AsOfOption = Annotated[
@@ -507,7 +526,7 @@ def monitor(
     training reference (PSI), data quality, training-serving skew, latency and errors, and
     accuracy once outcomes arrive (estimated before). Writes an HTML report and stores every
     result in our database. Exits 4 when there is an alert, 0 when healthy, 1 on failure."""
-    span = _parse_duration(window)
+    span = _duration(window)
 
     def work() -> dict:
         from creditflow.monitoring.run import monitor as run_monitor

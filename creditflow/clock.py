@@ -9,11 +9,13 @@ never moves the clock of a service answering in another.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhm])\s*$")
 _fixed: ContextVar[datetime | None] = ContextVar("creditflow_now", default=None)
 
 
@@ -39,3 +41,14 @@ def frozen(at: datetime | None) -> Iterator[datetime]:
         yield as_utc(at)
     finally:
         _fixed.reset(token)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``7d``, ``24h`` or ``90m`` as a time span (``monitor --window``); ValueError naming it."""
+    found = _DURATION.match(text or "")
+    if not found or float(found[1]) <= 0:
+        raise ValueError(
+            f"{text!r}: expected a positive number of days, hours or minutes such as 7d, 24h or 90m"
+        )
+    unit = {"d": "days", "h": "hours", "m": "minutes"}[found[2]]
+    return timedelta(**{unit: float(found[1])})

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     # The service writes its request counts, latency histograms, errors and rejections to our
     # database this often (seconds), off the request path.
     service_stats_interval_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # The service records per-window request statistics (bento/service_stats.py); 0: it does not.
+    service_stats: bool = True
+    # The prediction log keeps each application as received (entity keys encrypted), which
+    # feedback turns into training rows and skew checks rebuild; 0: only the keys' hash and the
+    # features (outcomes can still be judged, never trained on).
+    log_applications: bool = True
     # The service reads the latest monitoring results (its /metrics gauges) this often (seconds).
     monitoring_gauges_interval_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 

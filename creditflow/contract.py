@@ -199,6 +199,34 @@ APPLICATIONS = TableContract(
 
 TABLES: dict[str, TableContract] = {t.name: t for t in (LOANS, ZIPCODES, CREDIT_HISTORY)}
 
+# Outcomes reported for logged predictions (`POST /feedback`, `creditflow feedback import`):
+# validated like any table, but not a Feast source (so not in TABLES). The outcome follows the
+# label's rule under its own name; the prediction id is the service's (uuid4().hex).
+PREDICTION_ID = Col(
+    "prediction_id", "str", pattern=r"^[0-9a-f]{32}$", description="the answer's prediction_id"
+)
+OUTCOME = Col("outcome", "int", ge=LABEL.ge, le=LABEL.le, description=LABEL.description)
+# At most the column's 128 characters, no control characters; absent: who sent it decides.
+LABEL_SOURCE = Col(
+    "source",
+    "str",
+    nullable=True,
+    pattern=r"^[^\x00-\x1f\x7f]{1,128}$",
+    description="who reported the outcome (1-128 printable characters)",
+)
+LABELS = TableContract(
+    name="labels",
+    columns=(
+        PREDICTION_ID,
+        OUTCOME,
+        Col("outcome_at", "timestamp", description="when the outcome became known (UTC)"),
+        LABEL_SOURCE,
+    ),
+    key=(PREDICTION_ID.name,),
+    unique=(),
+    timestamp="outcome_at",
+)
+
 
 # --- derived: pydantic request model -------------------------------------------------------
 

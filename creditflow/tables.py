@@ -99,6 +99,8 @@ predictions = sa.Table(
     sa.Column("endpoint", sa.String(32), nullable=True),
     sa.Column("rules_version", sa.String(64), nullable=True),
     sa.Column("code_version", sa.String(64), nullable=True),
+    # Monitoring reads one model's window: index-driven at millions of rows.
+    sa.Index("ix_predictions_model_tag_at", "model_tag", "at"),
 )
 
 # Outcomes reported for predictions (feedback/). One row per distinct report: the same outcome
@@ -137,8 +139,13 @@ monitoring_results = sa.Table(
     "monitoring_results",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("monitoring_runs.id", ondelete="CASCADE"),
-              nullable=False, index=True),  # fmt: skip
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("monitoring_runs.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),  # fmt: skip
     sa.Column("model_tag", sa.String(128), nullable=True),
     sa.Column("section", sa.String(32), nullable=False),  # drift, quality, skew, latency, ...
     sa.Column("metric", sa.String(64), nullable=False),  # psi, missing_share, p99_s, roc_auc...

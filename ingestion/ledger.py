@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from creditflow import clock
-from creditflow.contract import TABLES
+from creditflow.contract import LABELS, TABLES
 from creditflow.tables import ingestion_log, quarantine
 
 SUMMARY_FIELDS = ("rows_in", "accepted", "quarantined", "late", "reasons", "warnings")
@@ -76,8 +76,9 @@ def quarantined_rows(
 ) -> list[dict]:
     """Quarantined rows, oldest first: at most ``limit`` of them (0: all), of one contract
     table and one batch if given. An unknown table is an error, not an empty answer."""
-    if table is not None and table not in TABLES:
-        raise ValueError(f"unknown table {table!r}: one of {', '.join(TABLES)}")
+    known = [*TABLES, LABELS.name]  # labels: rows `creditflow feedback import` refused
+    if table is not None and table not in known:
+        raise ValueError(f"unknown table {table!r}: one of {', '.join(known)}")
     if limit < 0:
         raise ValueError(f"limit must be 0 (all) or more, not {limit}")
     query = sa.select(quarantine).order_by(quarantine.c.id)

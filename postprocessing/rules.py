@@ -12,6 +12,9 @@ does not apply that rule (reported at training), instead of failing every reques
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +85,39 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 RULE_IDS = tuple(rule.id for rule in RULES)
 _BY_ID = {rule.id: rule for rule in RULES}
+
+
+def _test_of(rule: Rule) -> dict[str, Any]:
+    """A rule's test as declared: its source text (its compiled code when the source is not
+    shipped) and the values of the module's constants it reads (a threshold)."""
+    code = rule.fires.__code__
+    try:
+        text = " ".join(inspect.getsource(rule.fires).split())
+    except (OSError, TypeError):
+        text = code.co_code.hex() + repr(code.co_consts)
+    names = rule.fires.__globals__
+    reads = {name: names[name] for name in code.co_names
+             if isinstance(names.get(name), int | float | str)}  # fmt: skip
+    return {"source": text, "reads": reads}
+
+
+def rules_version(rules: Sequence[Rule] = RULES) -> str:
+    """A short hash of a rule set's declarations: each rule's id, outcome, description, needs
+    and test (:func:`_test_of`), in order, with the decisions' order and the missing-share
+    limit. Logged with every answer, so that a decision can be explained later: changing,
+    adding or reordering a rule changes it (so may reformatting its test's line)."""
+    declared = {
+        "rules": [{"id": r.id, "outcome": r.outcome, "description": r.description,
+                   "needs": list(r.needs), "test": _test_of(r)} for r in rules],
+        "decisions": list(DECISIONS),
+        "max_training_missing_share": MAX_TRAINING_MISSING_SHARE,
+    }  # fmt: skip
+    digest = hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()
+    return digest[:12]
+
+
+# This process's rule set, hashed once.
+RULES_VERSION = rules_version()
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
+from creditflow import clock
 from creditflow.config import Settings, get_settings
 from creditflow.contract import (
     APPLICATION_COLUMNS,
@@ -15,6 +18,8 @@ from creditflow.contract import (
     LOANS,
     violations,
 )
+from creditflow.db import get_engine
+from creditflow.feedback.labeled_applications import labeled_applications
 from creditflow.ingestion.offline import read_table
 from creditflow.store.features import FeatureContract, contract_of, get_store
 from creditflow.store.point_in_time import historical_features
@@ -28,6 +33,10 @@ ENTITY_COLUMNS = [*LOANS.key, *APPLICATIONS.key, LOANS.timestamp]
 # window promotion compares models on), the share before it the validation window.
 TEST_SHARE = 0.2
 VALID_SHARE = 0.1
+# A feedback row that repeats an ingested loan (same applicant, application and event time)
+# is that loan: the loan row is kept.
+SAME_APPLICATION = [*APPLICATIONS.key, *(c.name for c in APPLICATION_COLUMNS), LOANS.timestamp]
+DECISIONS = ("approve", "review", "decline")
 
 
 @dataclass
@@ -36,6 +45,10 @@ class TrainingSet:
     contract: FeatureContract
     labeled_rows: int
     invalid_rows: int
+    # Labeled applications from feedback: rows used, duplicates of loans left out, rows used
+    # per decision band (only approved loans get outcomes: the selection is visible), rows
+    # skipped (by reason) and the time the labels were read as of.
+    feedback: dict = field(default_factory=dict)
 
     @property
     def entity_columns(self) -> list[str]:
@@ -64,19 +77,60 @@ def entity_frame(loans: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _same_application(frame: pd.DataFrame) -> pd.MultiIndex:
+    """What makes two rows the same application (times to the microsecond the log keeps)."""
+    columns = frame[SAME_APPLICATION].copy()
+    columns[LOANS.timestamp] = pd.to_datetime(columns[LOANS.timestamp], utc=True).dt.floor("us")
+    return pd.MultiIndex.from_frame(columns)
+
+
+def feedback_rows(
+    settings: Settings, loans: pd.DataFrame, as_of: datetime | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """The labeled applications of feedback (labels received by ``as_of``, default now) that
+    are not already among ``loans``, in the entity frame's shape, and what was counted."""
+    as_of = clock.now() if as_of is None else clock.as_utc(as_of)
+    applications = labeled_applications(settings, get_engine(settings), as_of)
+    duplicate = np.zeros(len(applications), dtype=bool)
+    if len(applications) and len(loans):
+        duplicate = _same_application(applications).isin(_same_application(loans))
+    used = applications[~duplicate]
+    decisions = used["decision"].value_counts()
+    counts = {
+        "rows": len(used),
+        "duplicates_of_loans": int(duplicate.sum()),
+        "by_decision": {d: int(decisions.get(d, 0)) for d in (*DECISIONS, *decisions.index)},
+        "skipped": applications.attrs.get("skipped", {}),
+        "as_of": as_of.isoformat(),
+    }
+    return used, counts
+
+
 def build_training_set(
-    service_name: str, settings: Settings | None = None, store: FeatureStore | None = None
+    service_name: str,
+    settings: Settings | None = None,
+    store: FeatureStore | None = None,
+    *,
+    feedback: bool = True,
 ) -> TrainingSet:
-    """Labeled loans that pass the data contract, with their point-in-time features."""
+    """Labeled loans that pass the data contract, and (``feedback``) the labeled applications
+    of feedback not already among them, with their point-in-time features: each feedback row
+    as of its application time, so with the features the model saw."""
     settings = settings or get_settings()
     store = store or get_store(settings)
     loans = load_labeled_loans(settings).reset_index(drop=True)
     broken = violations(loans, LOANS) != ""
     entities = entity_frame(loans[~broken])
+    counts: dict = {}
+    if feedback:
+        rows, counts = feedback_rows(settings, loans[~broken])
+        if len(rows):
+            entities = pd.concat([entities, entity_frame(rows)], ignore_index=True)
     frame = historical_features(entities, service_name, settings, store)
     frame = frame.sort_values([LOANS.timestamp, *LOANS.key], kind="stable").reset_index(drop=True)
     contract = contract_of(store, service_name)
-    return TrainingSet(frame, contract, labeled_rows=len(loans), invalid_rows=int(broken.sum()))
+    return TrainingSet(frame, contract, labeled_rows=len(loans), invalid_rows=int(broken.sum()),
+                       feedback=counts)  # fmt: skip
 
 
 def time_split(

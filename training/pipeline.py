@@ -227,6 +227,7 @@ def train(
             "rows": {
                 "labeled": data.labeled_rows,
                 "invalid_dropped": data.invalid_rows,
+                "feedback": data.feedback.get("rows", 0),
                 "joined": len(data.frame),
                 "train": len(train_df),
                 "valid": len(valid_df),
@@ -245,6 +246,8 @@ def train(
             "tuning": {k: v for k, v in (tuning or {}).items() if k != "history"},
             "feature_variants": variant_rows,
             "feature_selection": selection,
+            # Labeled applications from feedback: used, duplicates of loans, by decision band.
+            "feedback": data.feedback,
             "training_missing_share": missing_share,
             "rules": rules.to_metadata(),
             "warnings": warnings,
@@ -277,6 +280,8 @@ def train(
                     "calibration": calibration_info,
                     "windows": metadata["window"],
                     "rows": metadata["rows"],
+                    "feedback rows (outcomes of logged predictions; only approved loans get "
+                    "outcomes, so by decision band)": data.feedback,
                 },
             )
             for name in ("report.html", "report.json"):
@@ -305,6 +310,8 @@ def train(
         "decision_bands": {k: round(bands[k], 4) for k in ("approve_below", "decline_at")},
         "tuning_trials": (tuning or {}).get("trials", 0),
         "rows": metadata["rows"],
+        "feedback_rows": data.feedback.get("rows", 0),
+        "feedback": data.feedback,
         "trees": metadata["trees"],
         "report": str(settings.reports_dir / tag.replace(":", "_") / "report.html"),
     }

@@ -207,5 +207,7 @@ def test_a_setting_out_of_range_is_refused_naming_it(monkeypatch, variable, valu
 def test_the_readme_lists_every_exit_code_and_no_other():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     table = readme.split("| code | meaning |", 1)[1].split("\n\n", 1)[0]
-    codes = {int(line.split("|")[1]) for line in table.splitlines() if line[:3].strip("| ").isdigit()}
+    codes = {
+        int(line.split("|")[1]) for line in table.splitlines() if line[:3].strip("| ").isdigit()
+    }
     assert codes == {int(code) for code in cli.ExitCode}

@@ -1,15 +1,19 @@
 """The prediction log: batched, off the request path, nothing dropped silently."""
 
 import os
+import pickle
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from prometheus_client import REGISTRY
 
-from creditflow.applicant_keys import entity_hasher
-from creditflow.bento.prediction_log import PredictionLog
+from creditflow.applicant_keys import KeyCipher, entity_hasher
+from creditflow.bento.prediction_log import ENTITY_KEY_VALUES, KeySealer, PredictionLog
+from creditflow.config import get_settings
 from creditflow.tables import metadata, predictions
 
 
@@ -65,6 +69,20 @@ def test_the_writer_is_another_process(tmp_path):
         log.close()
 
 
+def _wait_until_it_ignores_sigterm(pid: int) -> None:
+    """Until the process has set SIGTERM to be ignored (Linux: SigIgn in /proc), however long
+    its start takes on a busy machine."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        ignored = int(next(line for line in status.splitlines()
+                           if line.startswith("SigIgn:")).split()[1], 16)  # fmt: skip
+        if ignored >> (signal.SIGTERM - 1) & 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never ignored SIGTERM")
+
+
 def test_the_writer_outlives_a_stop_signal(tmp_path):
     """`bentoml serve`'s stop signal reaches the writer too; the service's shutdown hook, which
     runs after it, must still find the writer there to drain the log."""
@@ -72,7 +90,7 @@ def test_the_writer_outlives_a_stop_signal(tmp_path):
     log = PredictionLog(engine, interval_s=5)
     writer = log._writer.pid
     log.record([_row(0)])
-    time.sleep(1.5)  # started
+    _wait_until_it_ignores_sigterm(writer)
     os.kill(writer, signal.SIGTERM)
     log.record([_row(1)])
     log.close()
@@ -150,3 +168,43 @@ def test_entity_hash_is_keyed_stable_and_not_the_key(tmp_path):
     assert digest != first("19800101_1235", 2110)
     assert "19800101" not in digest and len(digest) == 64
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def _raw_row(i: int, keys: tuple) -> dict:
+    row = _row(i)
+    del row["entity_hash"]
+    return {**row, ENTITY_KEY_VALUES: keys, "application": {"person_age": 30 + i}}
+
+
+def test_the_writer_hashes_and_encrypts_the_entity_keys(sql_engine, tmp_path):
+    """The serving process hands raw keys to the writer; the table holds their keyed hash and
+    their ciphertext, which decrypts to them, never the keys. Rows recorded after close (written
+    by the serving process) are sealed the same way."""
+    metadata.create_all(sql_engine)
+    cipher = KeyCipher(Fernet.generate_key())
+    sealer = KeySealer(tmp_path / "entity.key", cipher)
+    keys = [(f"1980010{i}_123{i}", 2110 + i) for i in range(4)]
+    log = PredictionLog(sql_engine, interval_s=0.05, sealer=sealer)
+    log.record([_raw_row(0, keys[0]), _raw_row(1, keys[1])])
+    log.record([_raw_row(2, keys[2])])
+    log.close()
+    log.record([_raw_row(3, keys[3])])  # after close: written in this process
+    with sql_engine.connect() as conn:
+        rows = conn.execute(sa.select(predictions).order_by(predictions.c.prediction_id)).all()
+    assert len(rows) == 4 and log.dropped == 0
+    entity_hash = entity_hasher(tmp_path / "entity.key")
+    for row, (dob_ssn, zipcode) in zip(rows, keys, strict=True):
+        assert cipher.decrypt(row.entity_keys) == {"dob_ssn": dob_ssn, "zipcode": zipcode}
+        assert row.entity_hash == entity_hash(dob_ssn, zipcode)
+        assert dob_ssn not in repr(tuple(row)) and ENTITY_KEY_VALUES not in repr(tuple(row))
+
+
+def test_a_sealer_reaches_the_writer_without_its_hash_function(tmp_path):
+    """Pickled for the writer process: the key file's path and the cipher, no closure."""
+    sealer = KeySealer.of_home(get_settings().model_copy(update={"home": tmp_path}))
+    copy = pickle.loads(pickle.dumps(sealer))
+    rows = [{ENTITY_KEY_VALUES: ("19800101_1234", 2110)}]
+    copy.seal(rows)
+    assert rows[0]["entity_hash"] == entity_hasher(tmp_path / "entity_hash.key")(
+        "19800101_1234", 2110
+    )

@@ -31,7 +31,11 @@ def test_upgrade_gives_the_models_schema_and_downgrade_removes_it(sql_engine):
         migrate.check(sql_engine)
 
     summary = migrate.upgrade_engine(sql_engine)
-    assert (summary["before"], summary["current"], summary["applied"]) == (None, migrate.head(), True)
+    assert (summary["before"], summary["current"], summary["applied"]) == (
+        None,
+        migrate.head(),
+        True,
+    )
     assert migrate.is_at_head(sql_engine) and _tables(sql_engine) >= OURS
     migrate.check(sql_engine)  # no difference between the models and the migrated schema
     assert migrate.upgrade_engine(sql_engine)["applied"] is False  # at head: nothing to do

@@ -102,10 +102,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("endpoint", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("rules_version", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("code_version", sa.String(length=64), nullable=True))
+        batch_op.create_index("ix_predictions_model_tag_at", ["model_tag", "at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("predictions", schema=None) as batch_op:
+        batch_op.drop_index("ix_predictions_model_tag_at")
         batch_op.drop_column("code_version")
         batch_op.drop_column("rules_version")
         batch_op.drop_column("endpoint")
