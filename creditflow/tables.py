@@ -99,6 +99,12 @@ predictions = sa.Table(
     sa.Column("endpoint", sa.String(32), nullable=True),
     sa.Column("rules_version", sa.String(64), nullable=True),
     sa.Column("code_version", sa.String(64), nullable=True),
+    # Added by 0003: the request the answer belongs to (a shadow model's answer to the same
+    # request shares it), whether it was returned ("champion") or only logged ("shadow"), and
+    # whether the exploration policy approved it.
+    sa.Column("request_id", sa.String(32), nullable=True, index=True),
+    sa.Column("role", sa.String(16), nullable=True),
+    sa.Column("explored", sa.Boolean, nullable=True),
     # Monitoring reads one model's window: index-driven at millions of rows.
     sa.Index("ix_predictions_model_tag_at", "model_tag", "at"),
 )
@@ -174,4 +180,24 @@ service_stats = sa.Table(
     # {"le": [bucket upper bounds, s], "counts": [requests per bucket]}: quantiles by merging
     sa.Column("latency_histogram", sa.JSON, nullable=False),
     sa.Column("rejections", sa.JSON, nullable=False),  # {field or rule: requests}
+)
+
+# Every `creditflow retrain` run: what it read, both models' figures, the gate's decision and
+# why, how long it took and how it ended (retraining/).
+retrain_runs = sa.Table(
+    "retrain_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    # running, promoted, kept (the champion stays), refused (bad data), failed
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("champion_tag", sa.String(128), nullable=True),
+    sa.Column("challenger_tag", sa.String(128), nullable=True),
+    sa.Column("inputs", sa.JSON, nullable=False),  # batches and labels since the last run
+    sa.Column("rows", sa.JSON, nullable=False),  # row counts: loans, feedback, windows
+    sa.Column("metrics", sa.JSON, nullable=False),  # both models on the comparison window
+    sa.Column("decision", sa.JSON, nullable=False),  # promoted?, reasons, bootstrap interval
+    sa.Column("error", sa.Text, nullable=True),
 )
