@@ -9,6 +9,7 @@ breaks in ``error`` (and unreadable CSV lines after them). Nothing is dropped.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -32,6 +33,9 @@ from creditflow.store.features import get_store
 from creditflow.store.service_features import ServiceFeatures
 
 TIME = APPLICATIONS.timestamp  # the time each application is scored as of
+# An input column of answer ids (optional; default: new ones). The exploration policy draws from
+# it: the same id gets the same answer here as from /predict and the in-process Scorer.
+PREDICTION_ID = "prediction_id"
 ROW = "input_row"  # position in the input, carried through the join
 
 
@@ -43,9 +47,15 @@ def _lists(flags: np.ndarray, labels: tuple[str, ...]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.string()))
 
 
-def answer_columns(answers: Answers, names: tuple[str, ...], model_tag: str) -> dict:
+def answer_columns(
+    answers: Answers,
+    names: tuple[str, ...],
+    model_tag: str,
+    prediction_ids: list[str] | None = None,
+) -> dict:
     """The answers as output columns, the same fields /predict returns."""
-    columns: dict = {
+    columns: dict = {} if prediction_ids is None else {PREDICTION_ID: prediction_ids}
+    columns |= {
         "default_probability": answers.probability,
         "decision": pa.array(answers.decision, type=pa.string()),
         "decided_by": pa.array(answers.decided_by, type=pa.string()),
@@ -57,6 +67,8 @@ def answer_columns(answers: Answers, names: tuple[str, ...], model_tag: str) -> 
     for k in range(REASON_CODES):
         columns[f"reason_{k + 1}"] = feature_names[answers.reason_index[:, k]]
         columns[f"reason_{k + 1}_contribution"] = answers.reason_contribution[:, k]
+    if answers.explored is not None:
+        columns["explored"] = answers.explored
     return columns
 
 
@@ -108,6 +120,7 @@ def score_batch(
 
     answers = None
     names = model.contract.names
+    prediction_ids = _prediction_ids(batch.frame, valid)
     if len(entities):
         step(f"point-in-time features for {len(entities):,} applications")
         features = ServiceFeatures(get_store(settings), model.contract.service)
@@ -115,11 +128,12 @@ def score_batch(
         joined = features.historical(entities, ROW)
         lap("features")
         step("scoring")
-        answers = Predictor(model).predict(joined)
+        ids = [prediction_ids[i] for i in entities[ROW]]  # the join keeps the entities' order
+        answers = Predictor(model).predict(joined, ids)
         lap("score")
 
     step(f"writing {output}")
-    table = _output_table(batch.frame, errors, valid, answers, names, tag)
+    table = _output_table(batch.frame, errors, valid, answers, names, tag, prediction_ids)
     if batch.broken_lines:
         broken = pd.DataFrame({"error": [
             f"unparseable CSV line {b.line} of {b.file} ({b.reason or 'wrong number of fields'})"
@@ -142,10 +156,28 @@ def score_batch(
         "scored": int(valid.sum()),
         "invalid": int((~valid).sum()) + len(batch.broken_lines),
         "decisions": {str(k): int(v) for k, v in decisions.items()},
+        "explored": int(answers.explored.sum()) if answers is not None else 0,
         "seconds": round(seconds, 2),
         "rows_per_s": round(batch.rows_in / seconds) if seconds else None,
         "timings": timings,
     }
+
+
+def _prediction_ids(raw: pd.DataFrame, valid: np.ndarray) -> list[str]:
+    """Each input row's answer id: its ``prediction_id`` when the input has the column, else a
+    new one. A valid row's given id must be a non-empty string, unique in the batch."""
+    if PREDICTION_ID not in raw.columns:
+        return [uuid.uuid4().hex for _ in range(len(raw))]
+    given = raw[PREDICTION_ID].to_numpy(dtype=object)
+    bad = [i for i, v in enumerate(given) if valid[i] and not (isinstance(v, str) and v.strip())]
+    if bad:
+        raise ValueError(f"{PREDICTION_ID}: row {bad[0]} has {given[bad[0]]!r}, not an id "
+                         f"(a non-empty string; {len(bad)} such rows)")  # fmt: skip
+    seen: dict[str, int] = {}
+    for i, v in enumerate(given):
+        if valid[i] and seen.setdefault(v, i) != i:
+            raise ValueError(f"{PREDICTION_ID}: {v!r} on rows {seen[v]} and {i}: ids are unique")
+    return [str(v) if isinstance(v, str) else uuid.uuid4().hex for v in given]
 
 
 def _output_table(
@@ -155,11 +187,16 @@ def _output_table(
     answers: Answers | None,
     names: tuple[str, ...],
     tag: str,
+    prediction_ids: list[str] | None = None,
 ) -> pa.Table:
-    """The input rows as read, then the answers (null for invalid rows) and ``error``."""
+    """The input rows as read, then the answers (null for invalid rows) and ``error``.
+    ``prediction_ids``: one per input row (added with the answers unless the input has them)."""
     table = pa.Table.from_pandas(raw.reset_index(drop=True), preserve_index=False)
     if answers is not None:
-        scored = pa.table(answer_columns(answers, names, tag))
+        ids = None  # given in the input: its column as it is; else the new ones of valid rows
+        if prediction_ids is not None and PREDICTION_ID not in table.column_names:
+            ids = [i for i, v in zip(prediction_ids, valid, strict=True) if v]
+        scored = pa.table(answer_columns(answers, names, tag, ids))
         aligned = scored
         if not valid.all():  # row i takes answer rank(i) when valid, nulls otherwise
             aligned = scored.take(pa.array(np.cumsum(valid) - 1, mask=~valid))

@@ -25,23 +25,27 @@ from creditflow.bento.auth import BearerAuth
 from creditflow.bento.metrics_dir import own_metrics_dir
 from creditflow.bento.microbatch import MicroBatcher
 from creditflow.bento.middleware import ClientErrors, install_log_filter
+from creditflow.bento.model_watch import ModelWatch, Serving, champion_check_s
 from creditflow.bento.monitoring_gauges import MonitoringGauges
 from creditflow.bento.prediction_log import ENTITY_KEY_VALUES, KeySealer, PredictionLog
 from creditflow.bento.scoring import Score, Scorer
 from creditflow.bento.service_stats import RequestStats, ServiceStats
+from creditflow.bento.shadow import ShadowLane
 from creditflow.config import export_environment, get_settings
 from creditflow.contract import APPLICATIONS, LABELS, request_model
 from creditflow.db import get_engine, serve_without_migrating
 from creditflow.migrate import schema_ready
-from creditflow.model.registry import from_stored
-from creditflow.model.stages import require_champion
+from creditflow.model import registry
+from creditflow.model.stages import require_champion, serving_tags
 from creditflow.postprocessing.rules import RULES_VERSION
+from creditflow.store.features import get_store
 from creditflow.versions import code_version
 
 export_environment()
 _settings = get_settings()
 # Read once, here (creditflow/config.py: CREDITFLOW_SERVICE_STATS, CREDITFLOW_LOG_APPLICATIONS).
 SERVICE_STATS = _settings.service_stats
+CHAMPION_CHECK_S = champion_check_s(_settings)  # bento/model_watch.py
 LOG_APPLICATIONS = _settings.log_applications
 # Each server its own /metrics files: a second start on this home cannot blank ours.
 if _settings.own_metrics_dir:
@@ -81,6 +85,19 @@ class Prediction(BaseModel):
 
 class BatchTooLarge(BentoMLException):
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class PinnedModel(BentoMLException):
+    error_code = HTTPStatus.CONFLICT
+
+
+class ModelsServed(BaseModel):
+    champion: str = Field(description="the tag answering /predict after the reload")
+    shadow: str | None = Field(description="the tag scoring beside it, unseen (none: null)")
+    swapped: list[str] = Field(description="roles that switched to another model")
+    refused: dict[str, str] = Field(
+        description="tags the registry named that failed to load or their self-check: why"
+    )
 
 
 class ApplicationBatch(BaseModel):
@@ -172,12 +189,20 @@ _docs = Starlette(routes=[Route("/", lambda _: RedirectResponse("/", status_code
 @bentoml.asgi_app(_docs, path="/docs")
 @bentoml.service(name="creditflow", workers=1, traffic={"timeout": 10})
 class CreditScorer:
-    # The champion at import time; a built bento pins the champion it was built with.
+    # The champion at import time; a built bento pins the champion it was built with, and only a
+    # service not served from a bento follows the registry (bento/model_watch.py).
     model_ref = bentoml.models.BentoModel(require_champion())
 
     def __init__(self) -> None:
         settings = get_settings()
-        self.scorer = Scorer(from_stored(self.model_ref))
+        self.settings = settings
+        champion = Scorer(registry.from_stored(self.model_ref))
+        # Served from a built bento: its model is pinned, the registry is not followed.
+        self.pinned = CreditScorer.bento is not None
+        self.watch = ModelWatch(
+            Serving(champion), tags=lambda: serving_tags(settings, self.engine),
+            load=self._load_scorer, interval_s=CHAMPION_CHECK_S, on_swap=self._swapped,
+        )  # fmt: skip
         self.max_batch = settings.max_batch
         self.entity_hash = home_entity_hasher(settings)
         self.engine = get_engine(settings)  # not migrated here: see __is_ready__
@@ -192,10 +217,14 @@ class CreditScorer:
         if SERVICE_STATS:
             _stats.start()
         self.gauges = MonitoringGauges(
-            self.engine, self.scorer.model.tag, settings.monitoring_gauges_interval_s
+            self.engine, champion.model.tag, settings.monitoring_gauges_interval_s
         )
         self.gauges.start()
         self.batcher = MicroBatcher(self._answer_predict, max_size=PREDICT_BATCH)
+        self.shadow = ShadowLane(self._score_shadow)
+        if not self.pinned:
+            self.watch.check()  # a shadow named in the registry, or a champion promoted since
+            self.watch.start()
         # Everything loaded so far (Feast, BentoML, pandas, the model) lives as long as the
         # process. Frozen, the cyclic GC no longer walks it: a full collection of it is a pause
         # every request in flight would wait for (docs/benchmarks.md).
@@ -206,25 +235,64 @@ class CreditScorer:
         there; asked on each probe until it is), the model is loaded and the online store
         answers a lookup."""
         self.schema_at_head = self.schema_at_head or schema_ready(self.engine)
-        return self.schema_at_head and self.scorer.store_reachable()
+        return self.schema_at_head and self.watch.serving.champion.store_reachable()
+
+    @property
+    def scorer(self) -> Scorer:
+        """The champion's scorer now (it may be swapped at any moment: read it once)."""
+        return self.watch.serving.champion
+
+    def _load_scorer(self, tag: str) -> Scorer:
+        """A model from the home's store with a Feast store of its own: the registry as it is
+        now (a FeatureService applied since the start included)."""
+        return Scorer(registry.load(tag), get_store(self.settings))
+
+    def _swapped(self, serving: Serving) -> None:
+        self.gauges.model_tag = serving.champion.model.tag
 
     def _answer(self, applications: list[dict], endpoint: str) -> list[Prediction]:
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        scores = self.scorer.score(applications, timings)
+        serving = self.watch.serving  # once: this batch is answered by one model
+        scores = serving.champion.score(applications, timings)
         LOOKUP_SECONDS.observe(timings["feature_lookup"])
-        now = clock.now()
-        logged = []
-        for application, score in zip(applications, scores, strict=True):
+        for score in scores:
             SCORES.observe(score.default_probability)
             _decisions(score.decision, score.decided_by).inc()
             for feature in score.missing_features:
                 MISSING.labels(feature=feature).inc()
+        request_ids = [score.prediction_id for score in scores]
+        self.log.record(self._rows(applications, scores, request_ids, endpoint, "champion"))
+        if serving.shadow is not None:  # scored and logged by a thread, after the answer
+            self.shadow.submit(serving.shadow, applications, request_ids, endpoint)
+        _request_seconds(endpoint).observe(time.perf_counter() - started)
+        return [_prediction(score) for score in scores]
+
+    def _score_shadow(
+        self, scorer: Scorer, applications: list[dict], request_ids: list[str], endpoint: str
+    ) -> None:
+        scores = scorer.score(applications)
+        self.log.record(self._rows(applications, scores, request_ids, endpoint, "shadow"))
+
+    def _rows(
+        self,
+        applications: list[dict],
+        scores: list[Score],
+        request_ids: list[str],
+        endpoint: str,
+        role: str,
+    ) -> list[dict]:
+        """The prediction log's rows: the champion's answer and a shadow's share a request id
+        (the champion answer's prediction id)."""
+        now = clock.now()
+        logged = []
+        for application, score, request_id in zip(applications, scores, request_ids, strict=True):
             row = {
                 "prediction_id": score.prediction_id, "at": now, "model_tag": score.model_tag,
                 "features": score.features, "default_probability": score.default_probability,
                 "decision": score.decision, "decided_by": score.decided_by,
-                "rules_fired": score.rules_fired,
+                "rules_fired": score.rules_fired, "request_id": request_id, "role": role,
+                "explored": score.explored,
             }  # fmt: skip
             keys = tuple(application[k] for k in _KEYS)
             if LOG_APPLICATIONS:  # the writer turns the keys into hash and ciphertext
@@ -236,9 +304,7 @@ class CreditScorer:
             else:
                 row["entity_hash"] = self.entity_hash(*keys)
             logged.append(row)
-        self.log.record(logged)
-        _request_seconds(endpoint).observe(time.perf_counter() - started)
-        return [_prediction(score) for score in scores]
+        return logged
 
     def _answer_predict(self, applications: list[dict]) -> list[Prediction]:
         BATCH_SIZE.observe(len(applications))
@@ -247,7 +313,9 @@ class CreditScorer:
     @bentoml.on_shutdown
     def _stop_background_work(self) -> None:
         """The rest of the prediction log and of the statistics written (graceful shutdown)."""
+        self.watch.close()
         self.gauges.close()
+        self.shadow.close()  # its last rows into the log, before the log closes
         self.log.close()
         if SERVICE_STATS:
             _stats.close()
@@ -278,6 +346,20 @@ class CreditScorer:
         rows = [a.model_dump() if hasattr(a, "model_dump") else dict(a) for a in applications]
         return self._answer(rows, "predict_batch")
 
+    # A plain function, in a thread: loading a model never holds up the event loop.
+    @bentoml.api(route="/admin/reload", output_spec=ModelsServed)
+    def reload(self) -> dict:
+        """Asks the model registry now and switches to the champion (and shadow) it names, if
+        they load and pass their self-check; retries models refused before. Needs
+        `Authorization: Bearer <CREDITFLOW_API_TOKEN>`. 409: served from a built bento, whose
+        model is pinned."""
+        if self.pinned:
+            raise PinnedModel(
+                f"served from a built bento: its model {self.scorer.model.tag} is pinned; "
+                "serve the new champion's bento (creditflow retrain --build) instead"
+            )
+        return self.watch.check(retry_refused=True)
+
     # A plain function: BentoML runs it in a thread, and the label's transaction (committed
     # before the answer) never holds up the event loop.
     @bentoml.api(
@@ -294,7 +376,7 @@ class CreditScorer:
 
 
 # Routes that write or administer: a bearer token (bento/auth.py). Scoring stays open.
-PROTECTED_ROUTES = ("/feedback",)
+PROTECTED_ROUTES = ("/feedback", "/admin/reload")
 # BentoML's own routes, counted under their names (others: _other).
 PROBE_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json")
 _ROUTES = (*(api.route for api in CreditScorer.apis.values()), *PROBE_ROUTES)

@@ -86,6 +86,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # a usage error: an unknown option, a value out of range (Click, on stderr)
     REFUSED = 3  # `promote`: the candidate was refused (--json: "refused": true, "reasons")
     ALERT = 4  # `monitor`: the run worked and raised at least one alert (--json: "alerts")
+    BUSY = 5  # `retrain`: another run holds the lock; nothing done (--json: "busy": true)
 
 
 def _run(
@@ -248,6 +249,26 @@ def promote(
         return f"{s['candidate']} refused: " + "; ".join(s["reasons"])
 
     _run(as_json, work, describe, refused=lambda s: not s["promoted"])
+
+
+@app.command("shadow")
+def shadow_model(
+    tag: Annotated[str | None, typer.Argument(help="Model tag to shadow the champion.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="No shadow model.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Let a candidate score live traffic beside the champion: its answers are logged (role
+    "shadow", the champion answer's request id), never returned. A running service picks it up
+    like a new champion."""
+    if (tag is None) == (not off):
+        raise typer.BadParameter("give either a model TAG or --off")
+
+    def work() -> dict:
+        from creditflow.model.stages import shadow
+
+        return shadow(None if off else tag)
+
+    _run(as_json, work, lambda s: f"shadow: {s['shadow'] or 'none'} (before: {s['before']})")
 
 
 @app.command()
@@ -546,6 +567,57 @@ def monitor(
 
     _run(as_json, work, describe,
          exit_code=lambda s: ExitCode.ALERT if s["status"] == "alert" else ExitCode.OK)  # fmt: skip
+
+
+@app.command()
+def retrain(
+    as_of: AsOfOption = None,
+    build: Annotated[
+        bool,
+        typer.Option(
+            "--build", help="Run `bentoml build` for a promoted champion (after `make wheel`)."
+        ),  # fmt: skip
+    ] = False,
+    show_history: Annotated[
+        bool, typer.Option("--history", help="List the runs instead of running one.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=0, help="With --history: at most (0: all).")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """The scheduled job: collect what arrived since the last run (batches, outcomes), refuse
+    data that monitoring flagged as broken, train a challenger, and promote it only when the
+    gate says it is better (paired bootstrap of the AUC on recent data neither model trained
+    on; calibration and segment guardrails). Every run is recorded (--history). Exits 5 when
+    another run holds the lock."""
+
+    def work() -> dict:
+        from creditflow.db import get_engine
+        from creditflow.retraining.job import history
+        from creditflow.retraining.job import retrain as run_retrain
+
+        if show_history:
+            return {"runs": history(get_engine(), limit)}
+        return run_retrain(as_of=_as_utc(as_of), build=build)
+
+    def describe(s: dict) -> str:
+        if "runs" in s:
+            return (
+                "\n".join(
+                    f"{r['id']:>4} {r['as_of']} {r['outcome']:<9} champion {r.get('champion_tag')} "
+                    f"challenger {r.get('challenger_tag')}"
+                    for r in s["runs"]
+                )
+                or "no retrain runs yet"
+            )
+        if s.get("busy"):
+            return s.get("message", "another retrain run holds the lock")
+        reasons = "; ".join(s.get("reasons") or [])
+        return (f"{s['outcome']}: champion {s.get('champion')} (before "
+                f"{s.get('champion_before')}), challenger {s.get('challenger')}"
+                + (f"\n  {reasons}" if reasons else ""))  # fmt: skip
+
+    _run(as_json, work, describe,
+         exit_code=lambda s: ExitCode.BUSY if s.get("busy") else ExitCode.OK)  # fmt: skip
 
 
 feedback_app = typer.Typer(help="Outcomes of past decisions: labels for monitoring and training.",

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # feedback turns into training rows and skew checks rebuild; 0: only the keys' hash and the
     # features (outcomes can still be judged, never trained on).
     log_applications: bool = True
+    # Each serving worker asks the registry for a new champion (or shadow) this often (seconds;
+    # 0: only on POST /admin/reload). A built bento pins its model and never asks.
+    champion_check_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    # Share of the applications the model alone sends to review that are approved anyway, to
+    # learn how they repay (post-processing/exploration.py); 0: none.
+    exploration_share: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
     # The service reads the latest monitoring results (its /metrics gauges) this often (seconds).
     monitoring_gauges_interval_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 

@@ -58,6 +58,46 @@ def champion_tag(settings: Settings | None = None) -> str | None:
     return champions[0] if champions else None
 
 
+# A model that scores live traffic beside the champion, its answers logged (role "shadow"), never
+# returned (bento/model_watch.py). At most one; the running service follows it like the champion.
+SHADOW = "shadow"
+
+
+def serving_tags(
+    settings: Settings | None = None, engine: sa.Engine | None = None
+) -> tuple[str | None, str | None]:
+    """(champion, shadow) tags, read in one query: what a running service should serve."""
+    query = sa.select(model_stages.c.tag, model_stages.c.stage).where(
+        model_stages.c.stage.in_(("champion", SHADOW))
+    )
+    with (engine or get_engine(settings)).connect() as conn:
+        rows = dict(conn.execute(query).all())
+    by_stage = {stage: tag for tag, stage in sorted(rows.items())}
+    return by_stage.get("champion"), by_stage.get(SHADOW)
+
+
+def shadow(tag: str | None, settings: Settings | None = None) -> dict:
+    """Make ``tag`` the shadow model (the one before goes back to candidate), or none
+    (``tag=None``); one transaction, logged. The champion cannot shadow itself."""
+    engine = get_engine(settings)
+    with engine.begin() as conn:
+        known = dict(conn.execute(sa.select(model_stages.c.tag, model_stages.c.stage)).all())
+        if tag is not None and tag not in known:
+            raise StageError(f"unknown model {tag!r}: see `creditflow models`")
+        if tag is not None and known[tag] == "champion":
+            raise StageError(f"{tag} is the champion: it cannot shadow itself")
+        before = [t for t, stage in known.items() if stage == SHADOW]
+        for old in before:
+            if old != tag:
+                set_stage(conn, old, "candidate")
+                log_event(conn, old, "unshadowed", f"replaced by {tag}" if tag else "off", {})
+        if tag is not None and tag not in before:
+            set_stage(conn, tag, SHADOW)
+            log_event(conn, tag, "shadowed", "scores live traffic beside the champion",
+                      {"replaced": before[0] if before else None})  # fmt: skip
+    return {"shadow": tag, "before": before[0] if before else None}
+
+
 def require_champion(settings: Settings | None = None) -> str:
     """The champion's tag, or an error that says how to get one (serving needs a champion)."""
     try:

@@ -192,6 +192,7 @@ def feature_drift(
         value = psi(expected, current) if present else None
         share = shares.get(name)
         details = {
+            **({} if categorical else unit_change(reference[name], live[name])),
             "kind": bins.kind,
             "bins": list(bins.labels[:-1]),
             "edges": list(bins.edges),
@@ -218,6 +219,27 @@ def feature_drift(
             )
         )
     return results
+
+
+def unit_change(reference: Any, current: Any) -> dict:
+    """``data_quality`` and what is suspected when the live median is ``UNIT_CHANGE_RATIO``
+    times the reference's or as many times smaller (a unit changed upstream); else nothing."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if not len(ref) or not len(cur):
+        return {}
+    ref_median, cur_median = float(np.median(ref)), float(np.median(cur))
+    if ref_median <= 0 or cur_median <= 0:
+        return {}
+    ratio = cur_median / ref_median
+    if 1 / th.UNIT_CHANGE_RATIO < ratio < th.UNIT_CHANGE_RATIO:
+        return {}
+    return {
+        "data_quality": True,
+        "median_ratio": ratio,
+        "suspected": f"live values about {ratio:.3g}x the reference's: a unit changed upstream?",
+    }
 
 
 def drivers(features: list[Result], limit: int = DRIVERS) -> list[dict]:

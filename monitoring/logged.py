@@ -50,11 +50,13 @@ _SMALLEST_SLICE = timedelta(microseconds=1)
 
 
 def models_that_served(engine: sa.Engine, start: datetime, as_of: datetime) -> list[str]:
-    """Tags of the models with logged answers in ``(start, as_of]``, most answers first."""
+    """Tags of the models whose answers were returned in ``(start, as_of]`` (a shadow model's
+    answers are logged, never returned), most answers first."""
     count = sa.func.count().label("answers")
+    returned = sa.or_(predictions.c.role.is_(None), predictions.c.role != "shadow")
     query = (
         sa.select(predictions.c.model_tag, count)
-        .where(predictions.c.at > start, predictions.c.at <= as_of)
+        .where(predictions.c.at > start, predictions.c.at <= as_of, returned)
         .group_by(predictions.c.model_tag)
         .order_by(count.desc(), predictions.c.model_tag)
     )

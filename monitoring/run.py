@@ -230,6 +230,9 @@ def alerts_of(rows: list[dict]) -> list[dict]:
     for row in alerting:
         alert = {key: row[key] for key in ("section", "metric", "subject", "value", "threshold")}
         alert["model"] = row["model_tag"]
+        if (row["details"] or {}).get("data_quality"):  # broken data: retraining refuses it
+            alert["data_quality"] = True
+            alert["suspected"] = row["details"].get("suspected")
         drivers = (row["details"] or {}).get("drivers")
         if drivers:
             alert["features"] = [d["feature"] for d in drivers]

@@ -30,6 +30,11 @@ PSI_EPSILON = 1e-4
 # Fewer live rows than this in the window: drift is reported, never alerted (too noisy).
 MIN_ROWS_FOR_DRIFT = 200
 
+# A numeric feature whose live median is this many times the reference's (or as many times
+# smaller) is broken data, not a new world: a unit changed upstream (incomes in thousands).
+# Its drift is flagged ``data_quality`` and retraining refuses to learn from the window.
+UNIT_CHANGE_RATIO = 20.0
+
 # Data quality of live traffic, each a share of the window's requests.
 MISSING_SHARE_WATCH = 0.05  # a feature the store did not have, above its training share
 MISSING_SHARE_ALERT = 0.20

@@ -25,6 +25,7 @@ import pandas as pd
 from creditflow.config import get_settings
 from creditflow.model.booster_calls import PublicCalls, TreeEvaluator, booster_calls
 from creditflow.model.leaf_tables import FEW_ROWS, LeafTables, leaf_tables
+from creditflow.postprocessing import exploration
 from creditflow.postprocessing.calibration import Calibration
 from creditflow.postprocessing.policy import DECISIONS, band_ranks
 from creditflow.postprocessing.rules import RULE_IDS, Facts, ModelRules, apply_rules
@@ -47,6 +48,9 @@ class Answers:
     missing: np.ndarray  # bool [n, feature]: no value in the store, or older than its TTL
     reason_index: np.ndarray  # int [n, REASON_CODES]: feature index, -1 for none
     reason_contribution: np.ndarray  # float [n, REASON_CODES]: log-odds, NaN for none
+    # bool [n]: approved by the exploration policy (postprocessing/exploration.py); None: the
+    # policy was not asked (no prediction ids)
+    explored: np.ndarray | None = None
 
     def rules_fired(self, row: int) -> list[str]:
         return [RULE_IDS[i] for i in np.flatnonzero(self.fired[row])]
@@ -55,11 +59,21 @@ class Answers:
 class Predictor:
     """Scores feature values with one stored model and the post-processing stored with it."""
 
-    def __init__(self, model: LoadedModel, fast_paths: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        fast_paths: bool | None = None,
+        exploration_share: float | None = None,
+    ) -> None:
         """``fast_paths``: XGBoost's C calls and the leaf tables, each checked against the public
-        API when loaded (default: the ``CREDITFLOW_FAST_PATHS`` setting); False: public API only."""
+        API when loaded (default: the ``CREDITFLOW_FAST_PATHS`` setting); False: public API only.
+        ``exploration_share``: of review-band applications approved (default: the setting)."""
         self.model = model
-        self.fast_paths = get_settings().fast_paths if fast_paths is None else fast_paths
+        settings = get_settings()
+        self.fast_paths = settings.fast_paths if fast_paths is None else fast_paths
+        if exploration_share is None:
+            exploration_share = exploration.exploration_share(settings)
+        self.exploration_share = exploration_share
         self.names = model.contract.names
         self.categorical = model.contract.categorical
         self.categorical_columns = [
@@ -117,8 +131,15 @@ class Predictor:
         raised = values > 0
         return np.where(raised, top, -1), np.where(raised, values, np.nan)
 
-    def predict(self, columns: Mapping[str, Sequence[Any]]) -> Answers:
-        """Answers for the applications whose contract feature values are given as columns."""
+    def predict(
+        self,
+        columns: Mapping[str, Sequence[Any]],
+        prediction_ids: Sequence[str] | None = None,
+    ) -> Answers:
+        """Answers for the applications whose contract feature values are given as columns.
+
+        With ``prediction_ids`` (one per application) the exploration policy applies: the same
+        ids give the same answers on every path. Without them it does not (``explored`` None)."""
         matrix = self.encoder.encode_columns(columns)
         margin, contributions = self.trees(len(matrix)).evaluate(matrix)
         raw = 1.0 / (1.0 + np.exp(-margin.astype(np.float64)))
@@ -127,6 +148,10 @@ class Predictor:
         facts = Facts(columns, missing, self.categorical, self.watched)
         ranks = band_ranks(probability, self.bands)
         decision, decided_by, fired = apply_rules(ranks, facts, self.rules.applicable)
+        explored = None
+        if prediction_ids is not None:
+            explored = exploration.explore(decision, decided_by, fired, prediction_ids,
+                                           self.exploration_share)  # fmt: skip
         n = len(probability)
         reason_index = np.full((n, REASON_CODES), -1, dtype=np.int64)
         reason_contribution = np.full((n, REASON_CODES), np.nan)
@@ -135,4 +160,4 @@ class Predictor:
             explained = self.reasons(contributions(explain), missing[explain])
             reason_index[explain], reason_contribution[explain] = explained
         return Answers(probability, decision, decided_by, fired, missing, reason_index,
-                       reason_contribution)  # fmt: skip
+                       reason_contribution, explored)  # fmt: skip

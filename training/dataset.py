@@ -14,6 +14,7 @@ from creditflow.config import Settings, get_settings
 from creditflow.contract import (
     APPLICATION_COLUMNS,
     APPLICATIONS,
+    CREATED_TIMESTAMP,
     LABEL_COLUMN,
     LOANS,
     violations,
@@ -56,12 +57,20 @@ class TrainingSet:
         return entity_frame_columns()
 
 
-def load_labeled_loans(settings: Settings) -> pd.DataFrame:
-    """Every ingested loan (they passed the contract on the way in)."""
+def load_labeled_loans(settings: Settings, as_of: datetime | None = None) -> pd.DataFrame:
+    """Every ingested loan (they passed the contract on the way in); with ``as_of``, only the
+    loans known by then: ingested (``created_timestamp``) and happened (event time) by it."""
     loans = read_table(settings, LOANS)
+    if as_of is not None and not loans.empty:
+        as_of = clock.as_utc(as_of)
+        known = (pd.to_datetime(loans[CREATED_TIMESTAMP], utc=True) <= as_of) & (
+            pd.to_datetime(loans[LOANS.timestamp], utc=True) <= as_of
+        )
+        loans = loans[known].reset_index(drop=True)
     if loans.empty:
+        when = "" if as_of is None else f" known by {as_of.isoformat()}"
         raise FileNotFoundError(
-            f"no labeled loans in {settings.table_dir(LOANS.name)}: run `creditflow ingest`"
+            f"no labeled loans{when} in {settings.table_dir(LOANS.name)}: run `creditflow ingest`"
         )
     return loans
 
@@ -112,18 +121,20 @@ def build_training_set(
     store: FeatureStore | None = None,
     *,
     feedback: bool = True,
+    as_of: datetime | None = None,
 ) -> TrainingSet:
     """Labeled loans that pass the data contract, and (``feedback``) the labeled applications
     of feedback not already among them, with their point-in-time features: each feedback row
-    as of its application time, so with the features the model saw."""
+    as of its application time, so with the features the model saw. ``as_of`` (default: now)
+    keeps only what was known then: loans ingested by it, labels received by it."""
     settings = settings or get_settings()
     store = store or get_store(settings)
-    loans = load_labeled_loans(settings).reset_index(drop=True)
+    loans = load_labeled_loans(settings, as_of).reset_index(drop=True)
     broken = violations(loans, LOANS) != ""
     entities = entity_frame(loans[~broken])
     counts: dict = {}
     if feedback:
-        rows, counts = feedback_rows(settings, loans[~broken])
+        rows, counts = feedback_rows(settings, loans[~broken], as_of)
         if len(rows):
             entities = pd.concat([entities, entity_frame(rows)], ignore_index=True)
     frame = historical_features(entities, service_name, settings, store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from feast import FeatureStore
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sklearn.metrics import roc_auc_score
 
+from creditflow import clock
 from creditflow.config import MODEL_FEATURE_SERVICE, Settings, get_settings
 from creditflow.contract import LABEL_COLUMN
 from creditflow.model import registry
@@ -60,13 +61,14 @@ MIN_VARIANT_VALID_GAIN = 0.002
 
 def compare_variants(service_name: str, settings: Settings, store: FeatureStore,
                      test_share: float, valid_share: float,
-                     datasets: dict[str, TrainingSet] | None = None) -> list[dict]:  # fmt: skip
+                     datasets: dict[str, TrainingSet] | None = None,
+                     as_of: datetime | None = None) -> list[dict]:  # fmt: skip
     """The contract and each declared variant, trained with default parameters on one split and
     scored on the validation window only: the test window judges the final model alone.
     ``datasets`` receives each one's training set, so the chosen one is not joined twice."""
     rows = []
     for name in [service_name, *variants_of(store, service_name)]:
-        data = build_training_set(name, settings, store)
+        data = build_training_set(name, settings, store, as_of=as_of)
         if datasets is not None:
             datasets[name] = data
         train_df, valid_df, _ = time_split(data.frame, test_share, valid_share)
@@ -142,12 +144,14 @@ def train(
     engine: str = "local",
     scheduler: str | None = None,
     quiet: bool = False,
+    as_of: datetime | None = None,
 ) -> dict:
     """Train, evaluate and register a candidate model; returns a summary.
 
     ``service_name`` pins the FeatureService. By default the contract (MODEL_FEATURE_SERVICE)
     and its declared variants are compared on the validation window and the winner is tuned
     and trained (``choose_feature_service``); ``variants=False`` trains the contract itself.
+    ``as_of`` trains on what was known then only (loans ingested, labels received by it).
     """
     settings = settings or get_settings()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -161,14 +165,16 @@ def train(
         elif variants:
             progress.update(step, description="comparing feature variants on validation")
             variant_rows = compare_variants(MODEL_FEATURE_SERVICE, settings, store, test_share,
-                                            valid_share, datasets)  # fmt: skip
+                                            valid_share, datasets, as_of)  # fmt: skip
             service_name, why = choose_feature_service(variant_rows, MODEL_FEATURE_SERVICE)
             how = "validation"
         else:
             service_name = MODEL_FEATURE_SERVICE
             how, why = "contract", f"{service_name}, the contract: variants were not compared"
         selection = {"feature_service": service_name, "how": how, "why": why}
-        data = datasets.get(service_name) or build_training_set(service_name, settings, store)
+        data = datasets.get(service_name) or build_training_set(
+            service_name, settings, store, as_of=as_of
+        )
         contract = data.contract
         train_df, valid_df, test_df = time_split(data.frame, test_share, valid_share)
         y_valid, y_test = valid_df[LABEL_COLUMN].to_numpy(), test_df[LABEL_COLUMN].to_numpy()
@@ -216,7 +222,8 @@ def train(
             **contract.to_metadata(),
             "feature_definitions_hash": definitions_hash(store, service_name),
             "label": LABEL_COLUMN,
-            "trained_at": datetime.now(UTC).isoformat(),
+            "trained_at": clock.now().isoformat(),
+            "trained_as_of": (clock.now() if as_of is None else clock.as_utc(as_of)).isoformat(),
             "code_version": code_version(),
             "engine": engine,
             "window": {

@@ -60,6 +60,11 @@ FAILURES = {
     "env": ([], {"CREDITFLOW_PROFILE": "nosuch"}),
     "db upgrade": ([], {"CREDITFLOW_DATABASE_URL": UNOPENABLE_DB}),
     "db current": ([], {"CREDITFLOW_DATABASE_URL": UNOPENABLE_DB}),
+    "monitor": ([], {"CREDITFLOW_DATABASE_URL": UNOPENABLE_DB}),
+    "feedback import": (["missing.csv"], {}),
+    "forget": (["not-a-key"], {}),  # refused: not YYYYMMDD_NNNN
+    "retrain": (["--history"], {"CREDITFLOW_DATABASE_URL": UNOPENABLE_DB}),
+    "shadow": (["nosuch:model"], {}),  # unknown model
 }
 
 
@@ -192,7 +197,9 @@ def test_quarantine_json_is_one_line_with_the_rows(monkeypatch):
     ("variable", "value"),
     [("CREDITFLOW_MAX_BATCH", "0"), ("CREDITFLOW_MAX_BODY_BYTES", "-1"),
      ("CREDITFLOW_PREDICTION_LOG_INTERVAL_S", "nan"), ("CREDITFLOW_MAX_EVENT_AGE_DAYS", "0"),
-     ("CREDITFLOW_FUTURE_TOLERANCE_MINUTES", "-5"), ("CREDITFLOW_MAX_BATCH", "1e99")],
+     ("CREDITFLOW_FUTURE_TOLERANCE_MINUTES", "-5"), ("CREDITFLOW_MAX_BATCH", "1e99"),
+     ("CREDITFLOW_EXPLORATION_SHARE", "1.5"), ("CREDITFLOW_CHAMPION_CHECK_S", "-1"),
+     ("CREDITFLOW_SERVICE_STATS_INTERVAL_S", "0"), ("CREDITFLOW_RETENTION_DAYS", "0")],
 )  # fmt: skip
 def test_a_setting_out_of_range_is_refused_naming_it(monkeypatch, variable, value):
     from pydantic import ValidationError
