@@ -275,7 +275,9 @@ def import_batch(
         reason, superseded, duplicate, rows = _verdicts(valid, found, current, received_at,
                                                         tolerance)  # fmt: skip
         rows["id"] += _allocate_ids(conn, len(rows))
-        insert_rows(conn, "labels", rows)
+        # In the prediction-id index's order: SQLite's b-tree inserts then append instead of
+        # landing all over it (about 1.7x faster at a million). One row per prediction here.
+        insert_rows(conn, "labels", rows.sort_values("prediction_id", kind="stable"))
         reasons = pd.Series("", index=frame.index, dtype=object)
         if broken.any():
             flags = failures[broken]
