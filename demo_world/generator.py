@@ -89,12 +89,29 @@ def generate_world(
     seed: int = 0,
     end: datetime | None = None,
     dirty_share: float = DEFAULT_DIRTY_SHARE,
+    *,
+    loan_days: int = 365,
+    zip_seed: int | None = None,
+    income_scale: float = 1.0,
+    rate_weight: float = _RATE_WEIGHT,
 ) -> dict[str, pd.DataFrame]:
     """Generate the ``loans``, ``zipcodes`` and ``credit_history`` tables.
 
     Loans fall in the year before ``end`` (tz-aware UTC; None = today 00:00 UTC, so the demo's
     features are fresh). Output depends only on the arguments.
+
+    The keyword-only hooks leave the default world unchanged; the lifecycle simulation
+    (demo_world/scenarios.py) uses them to grow one world day by day and to change it:
+    ``loan_days`` (loans in the last that many days instead of a year: one day's applicants),
+    ``zip_seed`` (the zipcode table drawn from its own seed, so that worlds generated for
+    different days share one; its size is then the default world's), ``income_scale``
+    (every applicant's true income times this: covariate drift) and ``rate_weight`` (the
+    interest rate's weight in the default logit: concept drift).
     """
+    if not 1 <= loan_days <= 365:
+        raise ValueError(f"loan_days must be within [1, 365], got {loan_days}")
+    if not income_scale > 0:
+        raise ValueError(f"income_scale must be > 0, got {income_scale}")
     if n_loans < 1:
         raise ValueError(f"n_loans must be >= 1, got {n_loans}")
     if not 0.0 <= dirty_share <= 1.0:
@@ -108,11 +125,16 @@ def generate_world(
     n = int(n_loans)
     n_persons = min(n, max(1, round(n * _PERSON_SHARE)))
 
-    zips = _zip_snapshots(rng, n)
-    people = _persons(rng, n_persons, end_ts, zips)
+    if zip_seed is None:
+        zips = _zip_snapshots(rng, n)
+    else:
+        zip_rng = np.random.default_rng(zip_seed)
+        zips = _zip_snapshots(zip_rng, DEFAULT_LOANS)
+        zip_frame = _zip_frame(zip_rng, zips, end_ts)
+    people = _persons(rng, n_persons, end_ts, zips, income_scale)
 
     # Loans: times uniform over the year before `end`; every person has at least one loan.
-    loan_t = np.sort(rng.integers(-_YEAR, 0, n))
+    loan_t = np.sort(rng.integers(-loan_days * _DAY, 0, n))
     repeats = rng.integers(0, n_persons, n - n_persons)
     loan_person = rng.permutation(np.concatenate([np.arange(n_persons), repeats]))
     order = np.argsort(loan_person, kind="stable")  # loans are time-sorted, so this is (person, t)
@@ -123,9 +145,9 @@ def generate_world(
     first_loan_t = loan_t[order[starts]]
 
     credit = _credit_snapshots(rng, people, first_loan_t)
-    loans = _loans(rng, n, loan_t, loan_person, rank, people, zips, credit, end_ts)
+    loans = _loans(rng, n, loan_t, loan_person, rank, people, zips, credit, end_ts, rate_weight)
     world = {
-        ZIPCODES.name: _zip_frame(rng, zips, end_ts),
+        ZIPCODES.name: _zip_frame(rng, zips, end_ts) if zip_seed is None else zip_frame,
         CREDIT_HISTORY.name: _credit_frame(rng, credit, people, end_ts),
     }
     # Last, so that dirty_share changes only the dirty rows, never the clean world.
@@ -234,7 +256,9 @@ def _zip_snapshots(rng: np.random.Generator, n_loans: int) -> dict:
     }
 
 
-def _persons(rng: np.random.Generator, n: int, end_ts: pd.Timestamp, zips: dict) -> dict:
+def _persons(
+    rng: np.random.Generator, n: int, end_ts: pd.Timestamp, zips: dict, income_scale: float = 1.0
+) -> dict:
     # Age at the start of the loan window: skewed young like real applicants, within
     # [20.02, 74.42] years so the calendar age at any loan in the window lies in [20, 75].
     age_ref = 20.02 + rng.gamma(2.0, 6.5, n) % 54.4
@@ -258,7 +282,8 @@ def _persons(rng: np.random.Generator, n: int, end_ts: pd.Timestamp, zips: dict)
     log_income = (
         np.log(43_000) + age_curve + 0.45 * np.log(zip_wage / 23_000) + rng.normal(0, 0.5, n)
     )
-    income = np.clip(np.round(np.exp(log_income), -2), 4_000, 3_000_000).astype(np.int64)
+    income = np.exp(log_income) if income_scale == 1.0 else np.exp(log_income) * income_scale
+    income = np.clip(np.round(income, -2), 4_000, 3_000_000).astype(np.int64)
     emp_ref = np.minimum(30.0, (age_ref - 18.0) * rng.beta(1.3, 2.2, n))
 
     own_score = 0.06 * (age_ref - 32.0) + 1.1 * np.log(income / 55_000) + rng.normal(0, 1, n)
@@ -408,6 +433,7 @@ def _loans(
     zips: dict,
     credit: dict,
     end_ts: pd.Timestamp,
+    rate_weight: float = _RATE_WEIGHT,
 ) -> dict[str, np.ndarray]:
     income = people["income"][loan_person]
     loan_day = (np.datetime64(end_ts.value, "ns") + loan_t * np.timedelta64(1, "s")).astype(
@@ -476,7 +502,7 @@ def _loans(
         )
         rate[li] = np.round(np.clip(11.0 + 1.6 * z + price_noise[li], 5.42, 23.22), 2)
         logit = (
-            _LABEL_INTERCEPT + _RISK_SCALE * z + _RATE_WEIGHT * (rate[li] - 11.0) + label_noise[li]
+            _LABEL_INTERCEPT + _RISK_SCALE * z + rate_weight * (rate[li] - 11.0) + label_noise[li]
         )
         defaulted = uniform[li] < 1 / (1 + np.exp(-logit))
         status[li] = defaulted

@@ -116,7 +116,12 @@ def _realized(rows: pd.DataFrame, subject: str, test: dict, common: dict, tag: s
     n = found["rows"]
     enough = n >= th.MIN_LABELED_FOR_ACCURACY
     auc, test_auc = found["roc_auc"], test.get("roc_auc")
-    drop = None if auc is None or test_auc is None else test_auc - auc
+    # Judged against what the model's calibrated scores promise on these very rows (the AUC
+    # expected if each outcome were Bernoulli(p)): outcomes exist only for approved (and
+    # explored) loans, on which any model ranks worse than on all of its test rows, so the
+    # test AUC would alarm as soon as labels arrive. A world that changed breaks the promise.
+    promised = expected_roc_auc(labeled["default_probability"].to_numpy()) if n else None
+    drop = None if auc is None or promised is None else promised - auc
     approved = labeled[labeled["decision"] == APPROVED]
     details = {**common, "labeled": n, "predictions": len(rows)}
 
@@ -129,7 +134,8 @@ def _realized(rows: pd.DataFrame, subject: str, test: dict, common: dict, tag: s
             "roc_auc",
             auc,
             th.status_of(drop, th.AUC_DROP_WATCH, th.AUC_DROP_ALERT) if enough else th.INFO,
-            None if test_auc is None else test_auc - th.AUC_DROP_ALERT,
+            None if promised is None else promised - th.AUC_DROP_ALERT,
+            expected_roc_auc=promised,
             test_roc_auc=test_auc,
             drop=drop,
         ),
