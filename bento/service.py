@@ -93,7 +93,8 @@ class PinnedModel(BentoMLException):
 
 class ModelsServed(BaseModel):
     champion: str = Field(description="the tag answering /predict after the reload")
-    shadow: str | None = Field(description="the tag scoring beside it, unseen (none: null)")
+    # A string, empty for none: BentoML's spec drops the null of an optional field.
+    shadow: str = Field(description="the tag scoring beside it, unseen (empty: none)")
     swapped: list[str] = Field(description="roles that switched to another model")
     refused: dict[str, str] = Field(
         description="tags the registry named that failed to load or their self-check: why"
@@ -348,7 +349,7 @@ class CreditScorer:
 
     # A plain function, in a thread: loading a model never holds up the event loop.
     @bentoml.api(route="/admin/reload", output_spec=ModelsServed)
-    def reload(self) -> dict:
+    def reload(self) -> ModelsServed:
         """Asks the model registry now and switches to the champion (and shadow) it names, if
         they load and pass their self-check; retries models refused before. Needs
         `Authorization: Bearer <CREDITFLOW_API_TOKEN>`. 409: served from a built bento, whose
@@ -358,7 +359,8 @@ class CreditScorer:
                 f"served from a built bento: its model {self.scorer.model.tag} is pinned; "
                 "serve the new champion's bento (creditflow retrain --build) instead"
             )
-        return self.watch.check(retry_refused=True)
+        served = self.watch.check(retry_refused=True)
+        return ModelsServed(**{**served, "shadow": served["shadow"] or ""})
 
     # A plain function: BentoML runs it in a thread, and the label's transaction (committed
     # before the answer) never holds up the event loop.

@@ -150,6 +150,7 @@ def test_traffic_outcomes_monitor_and_training(server, env, database, demo_home,
                 monitoring_results.c.section == "accuracy",
                 monitoring_results.c.metric == "labeled_rows",
                 monitoring_results.c.subject == "all",
+                monitoring_results.c.model_tag == ordinary[0]["model_tag"],
             )
         )  # fmt: skip
     assert labeled == len(posted) + len(imported)
