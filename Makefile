@@ -101,7 +101,7 @@ demo: $(STAMPS)/trained $(STAMPS)/migrated $(TOKEN_FILE)
 	@echo
 	@echo "Then: CREDITFLOW_HOME=$(CREDITFLOW_HOME) $(BIN)/creditflow monitor   # exit 4 on an alert"
 	@echo
-	CREDITFLOW_API_TOKEN=$$(cat $(TOKEN_FILE)) $(ENV) bentoml serve \
+	export CREDITFLOW_API_TOKEN=$$(cat $(TOKEN_FILE)) && $(ENV) bentoml serve \
 	  creditflow.bento.service:CreditScorer --host $(SERVE_HOST) --port $(PORT)
 
 # The package as a wheel (built from its sdist, so stale in-tree build files cannot slip in):

@@ -511,7 +511,8 @@ def _accuracy_plot(realized: list[dict], estimated: list[dict]) -> Figure | None
         ax.set(title=" vs ".join(m for m in (guess, truth) if m), xlabel="vintage")
         ax.tick_params(axis="x", labelsize=7, rotation=45)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # no vintage labeled or estimated yet: no legend
+            ax.legend(fontsize=8)
     for ax in axes[len(pairs) :]:
         ax.set_visible(False)
     fig.tight_layout()
