@@ -555,8 +555,9 @@ def monitor(
         return run_monitor(get_settings(), as_of=_as_utc(as_of), window=span, model_tag=model)
 
     def describe(s: dict) -> str:
+        span = f"the {s['window']['days']:g} days from {s['window']['start']}"
         lines = [f"{s['status'].upper()}: {len(s['alerts'])} alert(s) as of {s['as_of']} "
-                 f"(window {s['window']})"]  # fmt: skip
+                 f"(window: {span})"]  # fmt: skip
         for a in s["alerts"]:
             value = "" if a.get("value") is None else f" = {a['value']:.4g}"
             limit = "" if a.get("threshold") is None else f" (threshold {a['threshold']:.4g})"
