@@ -9,21 +9,22 @@ import: training and monitoring are sibling layers). A section with no results s
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from collections import defaultdict
 from datetime import UTC
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from creditflow import clock
 from creditflow.config import Settings
 from creditflow.monitoring import thresholds as th
+from creditflow.reports import escaped as _e
+from creditflow.reports import figure as _figure
+from creditflow.reports import fmt as _fmt
+from creditflow.reports import png
 
 STATUS_COLORS = {
     th.OK: "#2ca02c",
@@ -519,18 +520,8 @@ def _accuracy_plot(realized: list[dict], estimated: list[dict]) -> Figure | None
     return fig
 
 
-def _figure(width: float, height: float) -> Figure:
-    """A figure on the Agg canvas, outside pyplot: nothing global to leak or close."""
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img src="data:image/png;base64,{encoded}" alt="plot">'
+    return png(fig, dpi=80)  # a run's report has many plots: smaller than training's
 
 
 # ---------------------------------------------------------------- tables
@@ -542,24 +533,6 @@ class _Raw(str):
 
 def _badge_text(status: str) -> _Raw:
     return _Raw(_badge(status))
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != 0 and not 1e-4 <= abs(value) < 1e6:
-            return f"{value:.4g}"
-        return f"{value:.4f}"
-    return str(value)
-
-
-def _e(value) -> str:
-    return html.escape(_fmt(value))
 
 
 def _table(

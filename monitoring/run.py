@@ -15,11 +15,8 @@ by then, service statistics of windows started by then, and the model stages as 
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime, timedelta
-from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from creditflow import clock
@@ -30,6 +27,7 @@ from creditflow.monitoring import thresholds as th
 from creditflow.monitoring.logged import models_that_served
 from creditflow.monitoring.results import Result
 from creditflow.monitoring.window import Window
+from creditflow.reports import clean
 from creditflow.tables import model_events, monitoring_results, monitoring_runs
 
 log = logging.getLogger(__name__)
@@ -163,21 +161,6 @@ def _finish(engine: sa.Engine, run_id: int, status: str, summary: dict, report: 
             .where(monitoring_runs.c.id == run_id)
             .values(status=status, summary=clean(summary), report=report, finished_at=clock.now())
         )
-
-
-def clean(value: Any) -> Any:
-    """Strict JSON values: numpy scalars to Python, NaN and infinities to None."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)  # timestamps, paths
 
 
 def _store(engine: sa.Engine, run_id: int, results: list[Result]) -> None:

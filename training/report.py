@@ -6,9 +6,7 @@ can be mailed or archived as one file); the JSON carries the same numbers for ma
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -16,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from creditflow.model.evaluate import MIN_SEGMENT_ROWS, metrics, reliability, segment_metrics
+from creditflow.reports import clean as _clean
+from creditflow.reports import escaped as _e
+from creditflow.reports import figure as _figure
+from creditflow.reports import png as _png
 
 METRIC_ROWS = ("roc_auc", "pr_auc", "ks", "brier", "ece", "rows", "default_rate")
 SEGMENT_METRICS = ("roc_auc", "pr_auc", "ks", "ece")
@@ -100,42 +101,7 @@ def _check(labels: np.ndarray, models: list[ScoredModel], segments: pd.DataFrame
         raise ValueError(f"{len(segments)} segment rows for {len(labels)} labels")
 
 
-def _clean(value):
-    """Strict JSON values: numpy scalars to Python, NaN and infinities to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)  # timestamps, paths: readable rather than an error
-
-
 # ---------------------------------------------------------------- HTML
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(_fmt(v) for v in value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != 0 and not 1e-4 <= abs(value) < 1e6:
-            return f"{value:.4g}"
-        return f"{value:.4f}"
-    return str(value)
-
-
-def _e(value) -> str:
-    return html.escape(_fmt(value))
 
 
 def _table(header: list[str], rows: list[list], key_columns: int = 1, classes=None) -> str:
@@ -154,20 +120,6 @@ def _table(header: list[str], rows: list[list], key_columns: int = 1, classes=No
         )
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img src="data:image/png;base64,{encoded}" alt="plot">'
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A figure on the Agg canvas, outside pyplot: nothing global to leak or close."""
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _html(summary: dict, labels: np.ndarray, models: list[ScoredModel]) -> str:
