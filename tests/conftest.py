@@ -137,6 +137,44 @@ def serving():
     return _serving
 
 
+@pytest.fixture(scope="session")
+def demo_database(demo_home):
+    """``demo_database(folder) -> url``: a copy of the demo home's database (its champion and
+    models) for one module's server, without the service statistics and monitoring runs that
+    other tests' servers and runs left there, so what the module counts is its own."""
+    import sqlite3
+    from contextlib import closing
+
+    def copy(folder: Path) -> str:
+        target_file = folder / "creditflow.db"
+        source = sqlite3.connect(demo_home.settings.home / "creditflow.db")
+        with closing(source), closing(sqlite3.connect(target_file)) as target:
+            source.backup(target)
+            for table in ("service_stats", "monitoring_results", "monitoring_runs"):
+                target.execute(f"delete from {table}")
+            target.commit()
+        return f"sqlite:///{target_file}"
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def served_env(demo_home):
+    """``served_env(database, **variables)``: the environment of a server on the demo home with
+    its own database (``CREDITFLOW_<NAME>`` for each variable) and a fast prediction log."""
+
+    def env(database: str, **variables: object) -> dict[str, str]:
+        return {
+            **os.environ,
+            **environment(demo_home.settings),
+            "CREDITFLOW_DATABASE_URL": database,
+            "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "0.1",
+            **{f"CREDITFLOW_{name.upper()}": str(value) for name, value in variables.items()},
+        }
+
+    return env
+
+
 PG_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"  # the machine's PostgreSQL
 
 

@@ -9,14 +9,11 @@ champion's booster stored again under a new tag (a new model as far as the regis
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from contextlib import closing
 from pathlib import Path
 
 import bentoml
@@ -25,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from creditflow.bento.scoring import Scorer
-from creditflow.config import Settings, environment
+from creditflow.config import Settings
 from creditflow.ingestion.offline import newest_applications
 from creditflow.model import registry
 from creditflow.model.stages import SHADOW, register_candidate, set_stage
@@ -40,12 +37,8 @@ CLIENTS = 4
 
 
 @pytest.fixture(scope="module")
-def database(demo_home, tmp_path_factory) -> str:
-    copy = tmp_path_factory.mktemp("swap") / "creditflow.db"
-    source = sqlite3.connect(demo_home.settings.home / "creditflow.db")
-    with closing(source), closing(sqlite3.connect(copy)) as target:
-        source.backup(target)
-    return f"sqlite:///{copy}"
+def database(demo_database, tmp_path_factory) -> str:
+    return demo_database(tmp_path_factory.mktemp("swap"))
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +55,8 @@ def _copy_of(tag: str, settings: Settings) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(demo_home, database) -> dict[str, str]:
-    return {
-        **os.environ,
-        **environment(demo_home.settings),
-        "CREDITFLOW_DATABASE_URL": database,
-        "CREDITFLOW_API_TOKEN": TOKEN,
-        "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "0.1",
-        "CREDITFLOW_CHAMPION_CHECK_S": "0.5",
-        "CREDITFLOW_EXPLORATION_SHARE": str(SHARE),
-    }
+def env(served_env, database) -> dict[str, str]:
+    return served_env(database, api_token=TOKEN, champion_check_s=0.5, exploration_share=SHARE)
 
 
 @pytest.fixture(scope="module")

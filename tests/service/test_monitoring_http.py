@@ -9,14 +9,11 @@ monitoring rows this module inserts) are this module's alone.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -27,7 +24,6 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from creditflow.applicant_keys import home_entity_hasher, key_cipher
-from creditflow.config import environment
 from creditflow.contract import APPLICATIONS
 from creditflow.feedback.labels import label_history
 from creditflow.ingestion.offline import newest_applications
@@ -45,17 +41,9 @@ SENT: Counter = Counter()
 
 
 @pytest.fixture(scope="module")
-def database(demo_home, tmp_path_factory) -> str:
-    """A copy of the demo home's database (its champion, no predictions of other tests)."""
-    copy = tmp_path_factory.mktemp("database") / "creditflow.db"
-    source = sqlite3.connect(demo_home.settings.home / "creditflow.db")
-    with closing(source), closing(sqlite3.connect(copy)) as target:
-        source.backup(target)
-        # What servers and monitor runs of other tests left: counted here, it would not add up.
-        for table in ("service_stats", "monitoring_results", "monitoring_runs"):
-            target.execute(f"delete from {table}")
-        target.commit()
-    return f"sqlite:///{copy}"
+def database(demo_database, tmp_path_factory) -> str:
+    """A copy of the demo home's database: its champion; this module's rows alone."""
+    return demo_database(tmp_path_factory.mktemp("database"))
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +54,9 @@ def engine(database):
 
 
 @pytest.fixture(scope="module")
-def env(demo_home, database) -> dict[str, str]:
-    return {
-        **os.environ,
-        **environment(demo_home.settings),
-        "CREDITFLOW_DATABASE_URL": database,
-        "CREDITFLOW_API_TOKEN": TOKEN,
-        "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "0.1",
-        "CREDITFLOW_SERVICE_STATS_INTERVAL_S": "1",
-        "CREDITFLOW_MONITORING_GAUGES_INTERVAL_S": "0.5",
-    }
+def env(served_env, database) -> dict[str, str]:
+    return served_env(database, api_token=TOKEN, service_stats_interval_s=1,
+                      monitoring_gauges_interval_s=0.5)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,10 @@ The server and the CLI share a copy of the demo home's database, so every row is
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +23,6 @@ import pytest
 import sqlalchemy as sa
 
 from creditflow.cli import ExitCode
-from creditflow.config import environment
 from creditflow.contract import LOANS
 from creditflow.ingestion.offline import newest_applications
 from creditflow.tables import monitoring_results, predictions
@@ -37,24 +33,13 @@ PER_WINDOW = 250  # above monitoring's MIN_ROWS_FOR_DRIFT: drift is judged, not 
 
 
 @pytest.fixture(scope="module")
-def database(demo_home, tmp_path_factory) -> str:
-    copy = tmp_path_factory.mktemp("loop") / "creditflow.db"
-    source = sqlite3.connect(demo_home.settings.home / "creditflow.db")
-    with closing(source), closing(sqlite3.connect(copy)) as target:
-        source.backup(target)
-    return f"sqlite:///{copy}"
+def database(demo_database, tmp_path_factory) -> str:
+    return demo_database(tmp_path_factory.mktemp("loop"))
 
 
 @pytest.fixture(scope="module")
-def env(demo_home, database) -> dict[str, str]:
-    return {
-        **os.environ,
-        **environment(demo_home.settings),
-        "CREDITFLOW_DATABASE_URL": database,
-        "CREDITFLOW_API_TOKEN": TOKEN,
-        "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "0.1",
-        "CREDITFLOW_SERVICE_STATS_INTERVAL_S": "1",
-    }
+def env(served_env, database) -> dict[str, str]:
+    return served_env(database, api_token=TOKEN, service_stats_interval_s=1)
 
 
 @pytest.fixture(scope="module")
