@@ -36,7 +36,7 @@ from creditflow.contract import APPLICATIONS, LABELS, request_model
 from creditflow.db import get_engine, serve_without_migrating
 from creditflow.migrate import schema_ready
 from creditflow.model import registry
-from creditflow.model.stages import require_champion, serving_tags
+from creditflow.model.stages import CHAMPION, SHADOW, require_champion, serving_tags
 from creditflow.postprocessing.rules import RULES_VERSION
 from creditflow.store.features import get_store
 from creditflow.versions import code_version
@@ -263,7 +263,7 @@ class CreditScorer:
             for feature in score.missing_features:
                 MISSING.labels(feature=feature).inc()
         request_ids = [score.prediction_id for score in scores]
-        self.log.record(self._rows(applications, scores, request_ids, endpoint, "champion"))
+        self.log.record(self._rows(applications, scores, request_ids, endpoint, CHAMPION))
         if serving.shadow is not None:  # scored and logged by a thread, after the answer
             self.shadow.submit(serving.shadow, applications, request_ids, endpoint)
         _request_seconds(endpoint).observe(time.perf_counter() - started)
@@ -273,7 +273,7 @@ class CreditScorer:
         self, scorer: Scorer, applications: list[dict], request_ids: list[str], endpoint: str
     ) -> None:
         scores = scorer.score(applications)
-        self.log.record(self._rows(applications, scores, request_ids, endpoint, "shadow"))
+        self.log.record(self._rows(applications, scores, request_ids, endpoint, SHADOW))
 
     def _rows(
         self,

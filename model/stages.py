@@ -61,6 +61,8 @@ def champion_tag(settings: Settings | None = None) -> str | None:
 # A model that scores live traffic beside the champion, its answers logged (role "shadow"), never
 # returned (bento/model_watch.py). At most one; the running service follows it like the champion.
 SHADOW = "shadow"
+# The stage, and the prediction-log role, of the model whose answers are returned.
+CHAMPION = "champion"
 
 
 def serving_tags(

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from pandas.api.types import union_categoricals
 
 from creditflow.contract import APPLICATION_COLUMNS
+from creditflow.model.stages import SHADOW
 from creditflow.tables import predictions
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def models_that_served(engine: sa.Engine, start: datetime, as_of: datetime) -> l
     """Tags of the models whose answers were returned in ``(start, as_of]`` (a shadow model's
     answers are logged, never returned), most answers first."""
     count = sa.func.count().label("answers")
-    returned = sa.or_(predictions.c.role.is_(None), predictions.c.role != "shadow")
+    returned = sa.or_(predictions.c.role.is_(None), predictions.c.role != SHADOW)
     query = (
         sa.select(predictions.c.model_tag, count)
         .where(predictions.c.at > start, predictions.c.at <= as_of, returned)
