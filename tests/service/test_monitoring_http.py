@@ -209,6 +209,35 @@ def test_feedback_needs_the_token_and_names_what_is_wrong(server, engine, applic
     assert grown == {"_body": 1, "outcome": 2, "outcome_at": 3, "prediction_id": 1, "source": 1}
 
 
+def test_feedback_refuses_hostile_values_naming_the_field(server, engine, applications):
+    answer = _predicted(server, engine, applications[9])
+    pid = answer["prediction_id"]
+    label = {"prediction_id": pid, "outcome": 1, "outcome_at": datetime.now(UTC).isoformat()}
+    hostile = [
+        ({"outcome": float("nan")}, "outcome"),  # NaN: not a JSON number at all
+        ({"outcome": 2**64}, "outcome"),  # past every integer type
+        ({"outcome": 1e308 * 10}, "outcome"),  # Infinity
+        ({"outcome": "1"}, "outcome"),  # a string is not a number
+        ({"outcome": 0.5}, "outcome"),
+        ({"outcome_at": "not a time"}, "outcome_at"),
+        ({"outcome_at": "9999-12-31T23:59:59Z"}, "outcome_at"),
+        ({"prediction_id": ["a", "list"]}, "prediction_id"),
+        ({"source": "x" * 100_000}, "source"),
+    ]
+    for change, field in hostile:
+        body = json.dumps({**label, **change})  # NaN and Infinity written as Python writes them
+        response = _post(server, "/feedback", content=body,
+                         headers={**AUTH, "Content-Type": "application/json"})  # fmt: skip
+        assert response.status_code in (400, 422), (change, response.text)
+        error = _error(response, response.status_code)
+        assert [f["field"] for f in error["fields"]] == [field], (change, error)
+    huge = b'{"prediction_id": "' + b"0" * (2 * 1024 * 1024) + b'"}'
+    too_big = _post(server, "/feedback", content=huge,
+                    headers={**AUTH, "Content-Type": "application/json"})  # fmt: skip
+    _error(too_big, 413)
+    assert label_history(engine, pid) == []
+
+
 def test_the_spec_documents_feedback(server):
     spec = httpx.get(f"{server.url}/docs.json", timeout=10).json()
     post = spec["paths"]["/feedback"]["post"]
