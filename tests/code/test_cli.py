@@ -65,6 +65,7 @@ FAILURES = {
     "forget": (["not-a-key"], {}),  # refused: not YYYYMMDD_NNNN
     "retrain": (["--history"], {"CREDITFLOW_DATABASE_URL": UNOPENABLE_DB}),
     "shadow": (["nosuch:model"], {}),  # unknown model
+    "simulate": (["--days", "1", "--home", "/etc"], {}),  # refused: not a new or empty folder
 }
 
 
@@ -193,6 +194,13 @@ def test_quarantine_json_is_one_line_with_the_rows(monkeypatch):
     assert [json.loads(line) for line in text.stdout.splitlines()] == rows
 
 
+def test_quarantine_says_when_there_is_nothing(tmp_path):
+    home = tmp_path / "home"
+    result = _creditflow(["quarantine", "--table", "labels"], home)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "no quarantined rows of table labels"
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("CREDITFLOW_MAX_BATCH", "0"), ("CREDITFLOW_MAX_BODY_BYTES", "-1"),
@@ -218,3 +226,16 @@ def test_the_readme_lists_every_exit_code_and_no_other():
         int(line.split("|")[1]) for line in table.splitlines() if line[:3].strip("| ").isdigit()
     }
     assert codes == {int(code) for code in cli.ExitCode}
+
+
+@pytest.mark.parametrize(
+    ("drift", "named"),
+    [("nosuch@3", "unknown scenario 'nosuch'"), ("rate_regime", "SCENARIO@DAY"),
+     ("rate_regime@x", "SCENARIO@DAY"), ("rate_regime@500", "within 1..120")],
+)  # fmt: skip
+def test_simulate_names_a_bad_drift_as_a_usage_error(drift, named, tmp_path):
+    result = _creditflow(["simulate", "--drift", drift, "--home", str(tmp_path / "sim")],
+                         tmp_path / "home")  # fmt: skip
+    assert result.returncode == 2
+    assert named in result.stderr and "--drift" in result.stderr
+    assert not (tmp_path / "sim").exists()  # refused before anything was made

@@ -21,6 +21,7 @@ from creditflow.postprocessing.policy import decide
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "token-of-the-built-bento-test"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def server(demo_home, built_bento, tmp_path_factory, serving):
         "CREDITFLOW_MAX_BATCH": "5",
         # Slow log batches: only the shutdown hook can write the last ones in time.
         "CREDITFLOW_PREDICTION_LOG_INTERVAL_S": "5",
+        # A service outside a bento would follow a promotion within this (test_the_built...).
+        "CREDITFLOW_CHAMPION_CHECK_S": "0.5",
+        "CREDITFLOW_API_TOKEN": TOKEN,
     }
     with serving(built_bento, env, tmp_path_factory.mktemp("elsewhere")) as served:
         yield served
@@ -286,6 +290,36 @@ def test_metrics_report_lookups_scores_decisions_and_missing_features(service_ur
     assert values['creditflow_missing_features_total{feature="bankruptcies"}'] >= 1
     decided = [v for k, v in values.items() if k.startswith("creditflow_decisions_total{")]
     assert sum(decided) >= 2
+
+
+def test_the_built_bento_pins_its_model(service_url, applications, demo_home):
+    """A promotion in the registry does not reach a built bento (it serves the model it was
+    built with), and /admin/reload says why: 409."""
+    from creditflow.model.stages import champion_tag, register_candidate
+    from creditflow.training.promotion import promote
+
+    settings = demo_home.settings
+    built = demo_home.training["model_tag"]
+    model = registry.load(built)
+    other = registry.save(model.booster, {**model.metadata, "copy_of": built})
+    register_candidate(other, settings)
+    promote(other, force=True, settings=settings)
+    try:
+        assert champion_tag(settings) == other
+        time.sleep(2)  # four registry checks of a service that follows the champion
+        answer = httpx.post(f"{service_url}/predict", json=applications[0], timeout=10)
+        assert answer.json()["model_tag"] == built
+        reload = httpx.post(f"{service_url}/admin/reload", json={},
+                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)  # fmt: skip
+        assert reload.status_code == 409, reload.text
+        assert "pinned" in reload.text and built in reload.text
+        answer = httpx.post(f"{service_url}/predict", json=applications[0], timeout=10)
+        assert answer.json()["model_tag"] == built
+    finally:
+        from creditflow.model.stages import rollback
+
+        rollback(settings)
+    assert champion_tag(settings) == built
 
 
 def test_a_graceful_shutdown_flushes_the_log(server, applications, demo_home):
