@@ -252,6 +252,19 @@ def demo_home() -> DemoHome:
     return DemoHome(settings, materialized_at, summary, ingested)
 
 
+@pytest.fixture(scope="session")
+def application_only_model(demo_home) -> str:
+    """A candidate trained on the application fields only (another FeatureService: no bureau,
+    no zipcode data), weaker than the demo champion."""
+    from creditflow.config import MODEL_FEATURE_SERVICE
+    from creditflow.training.pipeline import train
+
+    summary = train(f"{MODEL_FEATURE_SERVICE}_application_only", demo_home.settings, trials=0,
+                    variants=False, quiet=True)  # fmt: skip
+    assert summary["test_auc"] < demo_home.training["test_auc"]
+    return summary["model_tag"]
+
+
 # Test lanes. `make test` runs everything; `make test-fast` runs `-m "not integration"`: unit
 # tests that need no PostgreSQL, Redis, demo home (a trained model) or server. A test is marked
 # here, from what it uses, so that no one has to remember to; `@pytest.mark.integration` marks

@@ -9,7 +9,13 @@ point-in-time, with its own calibration). The gate (``decide``):
   ``-ni_margin`` and the champion fails an absolute guardrail (calibration ECE above
   ``max_ece``) that the challenger passes;
 - and always the relative guardrails: calibration (ECE) may not get worse by more than
-  ``max_ece_increase``, no large segment may lose more than ``max_segment_drop`` AUC.
+  ``max_ece_increase``, no large segment may lose more than ``max_segment_drop`` AUC;
+- and, when the candidate scored live traffic in shadow and at least ``min_shadow_rows`` of
+  those requests have outcomes (``training/shadow_evidence.py``), what it saw there: on those
+  requests it must be non-inferior to the champion's own answers (the interval's lower bound
+  above ``-ni_margin``) and break no guardrail. The live window is smaller than the offline one,
+  so it vetoes a regression rather than having to show superiority again.
+
 
 The decision, its reasons and the interval go to ``model_events`` (and, for `creditflow
 retrain`, to its run row). ``force`` overrides the verdict and is logged as such.
@@ -32,6 +38,7 @@ from creditflow.postprocessing.calibration import Calibration
 from creditflow.store.point_in_time import historical_features
 from creditflow.training.dataset import TEST_SHARE, entity_frame, load_labeled_loans
 from creditflow.training.model import predict
+from creditflow.training.shadow_evidence import scored, shadow_window
 
 # The promotion policy, declared once (GatePolicy's defaults).
 MIN_AUC_GAIN = 0.002  # the candidate's ROC AUC must exceed the champion's by this (the margin)
@@ -43,6 +50,7 @@ MAX_ECE = 0.05  # a champion above this ECE fails calibration: a non-inferior fi
 MAX_ECE_INCREASE = 0.01  # calibration may not get worse by more than this
 MAX_SEGMENT_AUC_DROP = 0.02  # no large segment may lose more AUC than this
 LARGE_SEGMENT_ROWS = 300  # segments with at least this many rows (in the window) are guarded
+MIN_SHADOW_ROWS = 500  # labelled requests a shadow must have answered for the gate to use them
 _BOOTSTRAP_CHUNK = 250  # resamples computed at once (bounds memory: chunk x rows floats)
 
 
@@ -64,6 +72,8 @@ class GatePolicy:
     max_ece_increase: float = MAX_ECE_INCREASE
     max_segment_drop: float = MAX_SEGMENT_AUC_DROP
     large_segment_rows: int = LARGE_SEGMENT_ROWS
+    use_shadow: bool = True  # judge what the candidate saw in shadow, when there is enough
+    min_shadow_rows: int = MIN_SHADOW_ROWS
 
     def __post_init__(self) -> None:
         if self.resamples < 100:
@@ -242,13 +252,54 @@ def evaluate_on(tag: str, entities: pd.DataFrame, settings: Settings,
     }
 
 
+def live_evidence(tag: str, current: str, settings: Settings, policy: GatePolicy) -> dict:
+    """The gate on the requests ``tag`` answered in shadow beside ``current`` and that have an
+    outcome (as of the clock's now): ``used`` false, and why, when there are too few."""
+    frame = shadow_window(get_engine(settings), tag, current)
+    rows = len(frame)
+    if rows < policy.min_shadow_rows or frame["outcome"].nunique() < 2:
+        why = (f"{rows} labelled requests answered in shadow: fewer than {policy.min_shadow_rows} "
+               "with both outcomes")  # fmt: skip
+        return {"used": False, "rows": rows, "why": why, "reasons": []}
+    cand = scored(frame, "candidate", policy.large_segment_rows)
+    champ = scored(frame, "champion", policy.large_segment_rows)
+    interval = paired_bootstrap(cand["labels"], cand["probabilities"], champ["probabilities"],
+                                policy.resamples, policy.seed, policy.confidence)  # fmt: skip
+    where = f"on live traffic in shadow ({rows} labelled requests)"
+    reasons = []
+    if interval["low"] <= -policy.ni_margin:
+        reasons.append(
+            f"{where} it is worse than the champion's answers: ROC AUC "
+            f"{cand['metrics']['roc_auc']:.4f} vs {champ['metrics']['roc_auc']:.4f}, difference "
+            f"{interval['difference']:+.4f}, {policy.confidence:.0%} interval "
+            f"[{interval['low']:+.4f}, {interval['high']:+.4f}] reaches below -{policy.ni_margin}"
+        )
+    reasons += [f"{where}: {reason}" for reason in guardrail_reasons(cand, champ, policy)]
+    return {
+        "used": True,
+        "rows": rows,
+        "window": [str(frame["at"].min()), str(frame["at"].max())],
+        "interval": interval,
+        "candidate": cand["metrics"],
+        "champion": champ["metrics"],
+        "reasons": reasons,
+    }
+
+
 def compare(tag: str, current: str, entities: pd.DataFrame, settings: Settings,
             policy: GatePolicy | None = None) -> dict:  # fmt: skip
-    """Both models on one window and the gate's decision on it."""
+    """Both models on one window and the gate's decision on it (with what the candidate saw in
+    shadow, if the policy uses it)."""
     policy = policy or GatePolicy()
     cand = evaluate_on(tag, entities, settings, policy.large_segment_rows)
     champ = evaluate_on(current, entities, settings, policy.large_segment_rows)
     decision = decide(cand, champ, cand["labels"], policy)
+    if policy.use_shadow:
+        live = live_evidence(tag, current, settings, policy)
+        decision["shadow"] = live
+        if live["reasons"]:
+            decision["reasons"] = decision["reasons"] + live["reasons"]
+            decision["promote"], decision["rule"] = False, None
     times = pd.to_datetime(entities[LOANS.timestamp], utc=True)
     return {
         "window": [str(times.min()), str(times.max())],
@@ -307,6 +358,8 @@ def promote(
         }  # fmt: skip
         summary["interval"] = decision["interval"]
         summary["rule"] = decision["rule"]
+        if "shadow" in decision:
+            summary["shadow"] = decision["shadow"]
         reasons = decision["reasons"]
     summary["reasons"] = reasons
     summary["promoted"] = not reasons or force

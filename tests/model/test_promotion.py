@@ -8,19 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from creditflow.config import MODEL_FEATURE_SERVICE
 from creditflow.model import stages
 from creditflow.training import promotion
-from creditflow.training.pipeline import train
 
 
 @pytest.fixture(scope="module")
-def weak_challenger(demo_home) -> str:
-    """A candidate trained on the application fields only (no bureau, no zipcode data)."""
-    summary = train(f"{MODEL_FEATURE_SERVICE}_application_only", demo_home.settings, trials=0,
-                    variants=False, quiet=True)  # fmt: skip
-    assert summary["test_auc"] < demo_home.training["test_auc"]
-    return summary["model_tag"]
+def weak_challenger(application_only_model) -> str:
+    return application_only_model
 
 
 def test_the_first_model_became_champion(demo_home):
@@ -131,3 +125,85 @@ def test_a_champion_without_bureau_features_serves_every_path(
     finally:
         stages.rollback(settings)
     assert stages.champion_tag(settings) == original
+
+
+def _shadow_traffic(settings, champion: str, candidate: str, good_shadow: bool) -> list[str]:
+    """800 answered requests with outcomes: the champion's answers follow the outcome, the
+    shadow's answers follow it too (``good_shadow``) or are noise. Returns the rows' ids."""
+    import numpy as np
+    import sqlalchemy as sa
+
+    from creditflow import clock
+    from creditflow.contract import APPLICATIONS, LOANS
+    from creditflow.db import get_engine
+    from creditflow.feedback.logged_predictions import prediction_row, write_predictions
+    from creditflow.ingestion.offline import read_table
+    from creditflow.tables import labels
+
+    rng = np.random.default_rng(1)
+    loans = read_table(settings, LOANS).dropna(subset=["loan_status"]).sample(800, random_state=1)
+    y = loans["loan_status"].to_numpy(dtype=int)
+    signal = np.clip(0.15 + 0.5 * y + rng.normal(0, 0.15, len(y)), 0.001, 0.999)
+    noise = rng.uniform(0.001, 0.999, len(y))
+    at = clock.now() - pd.Timedelta(days=10)
+    served, shadowed = [], []
+    for i, loan in enumerate(loans.to_dict("records")):
+        application = {k: (v.item() if hasattr(v, "item") else v)
+                       for k, v in loan.items() if k in APPLICATIONS.names}  # fmt: skip
+        row = prediction_row(settings, application, at, model_tag=champion,
+                             default_probability=float(signal[i]))  # fmt: skip
+        row.update(role="champion", request_id=row["prediction_id"])
+        answer = float(signal[i] if good_shadow else noise[i])
+        twin = prediction_row(settings, application, at, model_tag=candidate,
+                              default_probability=answer)  # fmt: skip
+        twin.update(role="shadow", request_id=row["prediction_id"])
+        served.append(row)
+        shadowed.append(twin)
+    engine = get_engine(settings)
+    ids = write_predictions(engine, served + shadowed)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(labels), [
+            {"prediction_id": r["prediction_id"], "outcome": int(o), "source": "test",
+             "outcome_at": at + pd.Timedelta(days=1), "received_at": at + pd.Timedelta(days=2)}
+            for r, o in zip(served, y, strict=True)
+        ])  # fmt: skip
+    return ids
+
+
+def _forget(settings, ids: list[str]) -> None:
+    import sqlalchemy as sa
+
+    from creditflow.db import get_engine
+    from creditflow.tables import labels, predictions
+
+    with get_engine(settings).begin() as conn:
+        conn.execute(sa.delete(labels).where(labels.c.prediction_id.in_(ids)))
+        conn.execute(sa.delete(predictions).where(predictions.c.prediction_id.in_(ids)))
+
+
+def test_the_gate_vetoes_what_a_candidate_got_wrong_in_shadow(demo_home, application_only_model):
+    """Offline the demo model beats the weaker application-only champion; scored in shadow on
+    live requests whose outcomes arrived, its answers were noise: refused for that reason. With
+    answers as good as the champion's there, it is promoted."""
+    settings = demo_home.settings
+    candidate, weak = demo_home.training["model_tag"], application_only_model
+    promotion.promote(weak, force=True, settings=settings)
+    ids = _shadow_traffic(settings, weak, candidate, good_shadow=False)
+    try:
+        refused = promotion.promote(candidate, settings=settings)
+        assert refused["promoted"] is False
+        assert refused["shadow"]["used"] is True and refused["shadow"]["rows"] == 800
+        assert refused["interval"]["low"] > 0  # offline it is better
+        assert any(r.startswith("on live traffic in shadow (800 labelled requests) it is worse")
+                   for r in refused["reasons"]), refused["reasons"]  # fmt: skip
+        assert stages.champion_tag(settings) == weak
+        _forget(settings, ids)
+        ids = _shadow_traffic(settings, weak, candidate, good_shadow=True)
+        promoted = promotion.promote(candidate, settings=settings)
+        assert promoted["promoted"] is True, promoted["reasons"]
+        assert promoted["shadow"]["used"] is True and not promoted["shadow"]["reasons"]
+    finally:
+        _forget(settings, ids)
+        if stages.champion_tag(settings) != candidate:  # the session's demo champion back
+            promotion.promote(candidate, force=True, settings=settings)
+    assert stages.champion_tag(settings) == candidate
