@@ -13,7 +13,7 @@ from datetime import timedelta
 import pandas as pd
 import sqlalchemy as sa
 
-from creditflow.config import MODEL_FEATURE_SERVICE, environment
+from creditflow.config import environment
 from creditflow.contract import APPLICATIONS, LOANS
 from creditflow.db import get_engine
 from creditflow.feedback.labels import record_label
@@ -24,7 +24,6 @@ from creditflow.retraining.job import TrainingBudget, history, retrain
 from creditflow.retraining.lock import retrain_lock
 from creditflow.tables import labels, model_stages, predictions
 from creditflow.training.dataset import build_training_set
-from creditflow.training.pipeline import train
 from creditflow.training.promotion import promote
 
 SMALL = TrainingBudget(trials=0, variants=False)
@@ -75,12 +74,12 @@ KILLED_RUN = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_changes_nothing_and_the_next_one_promotes(demo_home):
+def test_a_killed_run_changes_nothing_and_the_next_one_promotes(demo_home,
+                                                               application_only_model):  # fmt: skip
     settings, engine = demo_home.settings, get_engine(demo_home.settings)
     original = stages.champion_tag(settings)
     # A weak champion (application fields only), so that a retrained model is clearly better.
-    weak = train(f"{MODEL_FEATURE_SERVICE}_application_only", settings, trials=0,
-                 variants=False, quiet=True)["model_tag"]  # fmt: skip
+    weak = application_only_model
     promote(weak, force=True, settings=settings)
     try:
         env = {**os.environ, **environment(settings), "CREDITFLOW_HOME": str(settings.home)}

@@ -2,8 +2,9 @@
 model refused, a shadow model scored and logged but never returned, and the exploration policy
 giving /predict and the in-process Scorer the same answer for the same prediction id.
 
-The server and the CLI share a copy of the demo home's database. The "new" model is the
-champion's booster stored again under a new tag (a new model as far as the registry goes).
+The server and the CLI share a copy of the demo home's database. The promoted model is a
+candidate on another FeatureService; the broken and shadow models are the champion's booster
+stored again under a new tag (a new model as far as the registry goes).
 """
 
 from __future__ import annotations
@@ -114,9 +115,17 @@ def _runs(tags: list) -> list:
     return [t for i, t in enumerate(tags) if i == 0 or tags[i - 1] != t]
 
 
-def test_promotion_and_rollback_under_load(server, env, settings, demo_home):
+def test_promotion_and_rollback_under_load(server, env, settings, demo_home,
+                                          application_only_model):  # fmt: skip
+    """The new champion reads another FeatureService (application fields only): the worker
+    loads its own reader of it beside the old model's, then swaps."""
     old = demo_home.training["model_tag"]
-    new = _copy_of(old, settings)
+    new = application_only_model
+    assert (
+        registry.load(new).metadata["feature_service"]
+        != registry.load(old).metadata["feature_service"]
+    )
+    register_candidate(new, settings)
     load = Load(server, newest_applications(demo_home.settings, 50))
     try:
         load.wait_for(old)
