@@ -611,7 +611,8 @@ def retrain(
             return (
                 "\n".join(
                     f"{r['id']:>4} {r['as_of']} {r['outcome']:<9} champion {r.get('champion_tag')} "
-                    f"challenger {r.get('challenger_tag')}"
+                    f"challenger {r.get('challenger_tag')} "
+                    f"({(r.get('decision') or {}).get('duration_s', '?')} s)"
                     for r in s["runs"]
                 )
                 or "no retrain runs yet"
