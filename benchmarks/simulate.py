@@ -3,7 +3,9 @@
 One run, in a process of its own on a fresh scratch home (BentoML fixes its model store per
 process), with the issue's "done when" drifts (broken income units at day 40, a rate regime at
 day 80). The row gives the wall time and the simulation's own split of it (setup, ingestion,
-scoring and logging, feedback imports, monitor runs, retraining), which names the slow parts.
+scoring and logging, feedback imports, monitor runs, retraining), which names the slow parts,
+and the machine's load average before and after (the machine is shared: read a figure beside
+its load).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def run(days: int = DAYS, per_day: int = PER_DAY) -> dict:
     repo = Path(__file__).resolve().parent.parent
     drifts = [arg for d in DRIFTS for arg in ("--drift", d)]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
         done = subprocess.run(
@@ -49,6 +52,7 @@ def run(days: int = DAYS, per_day: int = PER_DAY) -> dict:
             check=False,
         )
         wall = time.perf_counter() - started
+    load_after = os.getloadavg()
     if done.returncode != 0:
         raise RuntimeError(f"simulate benchmark failed:\n{done.stderr[-3000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -60,6 +64,7 @@ def run(days: int = DAYS, per_day: int = PER_DAY) -> dict:
         "target_s": TARGET_S,
         "within_target": wall <= TARGET_S,
         "split_s": summary["timings_s"],
+        "load_average": {"before": list(load_before), "after": list(load_after)},
         "headlines": summary["headlines"],
         "retrains": summary["retrains"],
     }

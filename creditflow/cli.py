@@ -656,7 +656,23 @@ def simulate(
             min=0.0,
             max=1.0,
             help="Share of review-band applications approved to "
-            "measure selection bias (default: the simulation's 0.05).",
+            "measure selection bias (default: simulation/loop.py's Options).",
+        ),  # fmt: skip
+    ] = None,
+    history_loans: Annotated[
+        int | None,
+        typer.Option(
+            min=100,
+            help="Loans of the year before day 0, the first model's "
+            "(default: simulation/loop.py's HISTORY_LOANS).",
+        ),  # fmt: skip
+    ] = None,
+    retrain_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The retraining schedule, in simulated days (default: "
+            "simulation/loop.py's Options).",
         ),  # fmt: skip
     ] = None,
     as_json: JsonFlag = False,
@@ -680,7 +696,9 @@ def simulate(
     def work() -> dict:
         from creditflow.simulation.simulate import simulate as run_simulation
 
-        extra = {} if exploration_share is None else {"exploration_share": exploration_share}
+        given = {"history_loans": history_loans, "retrain_every": retrain_every,
+                 "exploration_share": exploration_share}  # fmt: skip
+        extra = {name: value for name, value in given.items() if value is not None}
         summary = run_simulation(days, per_day, drift or [], label_delay, seed, home,
                                  quiet=as_json, **extra)  # fmt: skip
         if not summary["expected_outcomes_met"]:

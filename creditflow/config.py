@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     # False (CREDITFLOW_FAST_PATHS=0): the public APIs of XGBoost and Feast only.
     fast_paths: bool = True
 
+    # --- training: how much `creditflow train` and `retrain` favour recent outcomes ---
+    # Concept drift (the same applicant now repays differently) shows only in new outcomes,
+    # which a model trained on all of history learns too little from.
+    # Only the labelled rows of the last this many days, counted back from the newest one, are
+    # trained, validated and tested on (at least training.dataset.MIN_WINDOW_ROWS of the
+    # newest); unset: all of them.
+    training_window_days: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # A training row's sample weight halves every this many days of age (from the newest
+    # labelled row), in fitting, early stopping, tuning and calibration; unset: equal weights.
+    training_half_life_days: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
     # --- monitoring and feedback (thresholds of the checks: monitoring/thresholds.py) ---
     # An outcome is whether the loan defaulted within this many days of its application.
     performance_window_days: int = Field(default=365, gt=0)

@@ -44,6 +44,9 @@ class Scenario:
     world: dict = field(default_factory=dict)  # generate_world keyword hooks from the day on
     upstream: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # applications as received
     column: str | None = None  # the column an alert must name (broken data)
+    # The monitor sections whose alerts answer this change (empty: any): a concept drift shows
+    # in realized accuracy, not in the inputs; another incident's alerts must not count.
+    sections: tuple[str, ...] = ()
     alert_within_days: int | None = None
     lasts_days: int | None = None  # an incident upstream is fixed after this; None: for good
 
@@ -77,13 +80,20 @@ SCENARIOS: dict[str, Scenario] = {
             "applicants' true incomes fall by 40% (covariate drift)",
             COVARIATE,
             world={"income_scale": 0.6},
+            sections=("drift",),
         ),
         Scenario(
             "rate_regime",
             "the interest rate's effect on default reverses (concept drift): rate weight "
-            "0.12 -> -0.45 per point",
+            "0.12 -> -2.5 per point",
             CONCEPT,
-            world={"rate_weight": -0.45},
+            # Strong enough to show (measured): at -0.45 the approved loans, the only ones with
+            # outcomes, barely changed (default rate ~3-4%, realized AUC 0.03-0.05 lower: under
+            # the alert's 0.07) and the new world ranked worse for any model (~0.80 trained on
+            # it, 0.86 before: "recovered" was out of reach). At -2.5 the approved loans' ranking
+            # inverts (realized AUC ~0.35) and a model on ~1,000 new outcomes ranks at ~0.9.
+            world={"rate_weight": -2.5},
+            sections=("accuracy",),
         ),
     )
 }  # fmt: skip

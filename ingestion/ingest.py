@@ -16,7 +16,14 @@ import pandas as pd
 
 from creditflow import clock
 from creditflow.config import Settings, get_settings
-from creditflow.contract import OUTLIER_Z, TABLES, TableContract, TimeWindow, rule_failures
+from creditflow.contract import (
+    CREATED_TIMESTAMP,
+    OUTLIER_Z,
+    TABLES,
+    TableContract,
+    TimeWindow,
+    rule_failures,
+)
 from creditflow.db import get_engine
 from creditflow.ingestion import ledger, offline
 from creditflow.ingestion.conform import conform, final_types
@@ -64,6 +71,10 @@ def _uniqueness(
     in_batch = pd.Series(False, index=frame.index)
     in_batch[valid] = frame.loc[valid, key].duplicated(keep="first").to_numpy()
     stored = pd.Series(False, index=frame.index)
+    ts = table.timestamp
+    if ts in key and len(existing):  # only stored rows at one of the batch's times can repeat
+        times = pd.to_datetime(frame.loc[valid, ts], utc=True).astype(existing[ts].dtype)
+        existing = existing[existing[ts].isin(times)]
     if len(existing):
         stored[valid] = pd.MultiIndex.from_frame(frame.loc[valid, key]).isin(
             pd.MultiIndex.from_frame(existing[key])
@@ -119,6 +130,18 @@ def _quarantine_rows(
     return rows
 
 
+def newest_per_key(rows: pd.DataFrame, table: TableContract) -> pd.DataFrame:
+    """Each entity's newest row (latest event time, then write time, then the later in the
+    batch), as materialization picks it: all an online store keeps of an entity. Pushing only
+    these leaves the online store as pushing the batch in time order would, without writing
+    every older row first, and an older row later in the batch cannot overwrite a newer one."""
+    order = [c for c in (table.timestamp, CREATED_TIMESTAMP) if c in rows.columns]
+    if not table.key or not order:
+        return rows
+    ordered = rows.sort_values(order, kind="stable")
+    return ordered.drop_duplicates(list(table.key), keep="last")
+
+
 def _feature_views_of(store, table: str) -> list:
     return [fv for fv in store.list_feature_views() if fv.batch_source.name == table]
 
@@ -162,7 +185,11 @@ def ingest(
     valid = ~failures.any(axis=1) if failures.shape[1] else pd.Series(True, index=frame.index)
 
     ts = table.timestamp
-    existing = offline.read_table(settings, table, columns=sorted({*table.unique, ts}))
+    # What is stored already, read once: keys and times (uniqueness, lateness) and the watched
+    # amounts (outliers).
+    existing = offline.read_table(
+        settings, table, columns=sorted({*table.unique, ts, *table.outlier_columns})
+    )
     if len(existing):
         existing[ts] = pd.to_datetime(existing[ts], utc=True).astype("datetime64[ns, UTC]")
     for rule, mask in _uniqueness(frame, valid, existing, table).items():
@@ -173,9 +200,7 @@ def ingest(
     accepted = final_types(frame[valid], table)
     newest = existing[ts].max() if len(existing) else None
     late = int((accepted[ts] < newest).sum()) if newest is not None else 0
-    reference = (
-        offline.read_table(settings, table, table.outlier_columns) if len(existing) else None
-    )
+    reference = existing if len(existing) else None
     quarantined = _quarantine_rows(batch, failures, ~valid, len(table.columns))
     reasons = {rule: int(failures[rule].sum()) for rule in failures.columns}
     for broken in batch.broken_lines:  # counted by kind: fields, quotes or length
@@ -203,7 +228,7 @@ def ingest(
         if push_online:
             from feast.data_source import PushMode
 
-            store.push(push_source, accepted, to=PushMode.ONLINE)
+            store.push(push_source, newest_per_key(accepted, table), to=PushMode.ONLINE)
         if materialize:
             views = [fv.name for fv in _feature_views_of(store, table.name)]
             if views:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from creditflow.config import Settings
@@ -32,9 +33,10 @@ def read_table(
     wanted = columns or table.names
     if not files:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in wanted})
-    return pd.concat(
-        [pq.read_table(path, columns=wanted).to_pandas() for path in files], ignore_index=True
-    )
+    # One Arrow table, then one conversion: a table gains a file per batch, and a pandas frame
+    # per file plus their concat costs more than the read.
+    tables = [pq.read_table(path, columns=wanted) for path in files]
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def newest_applications(settings: Settings, count: int) -> list[dict]:

@@ -25,7 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from creditflow import clock
-from creditflow.feedback.labels import current_labels
+from creditflow.feedback.labels import newest_labels_query
 from creditflow.model.evaluate import metrics, reliability
 from creditflow.monitoring import thresholds as th
 from creditflow.monitoring.results import Result
@@ -42,22 +42,30 @@ OUTCOME_COLUMNS = ["prediction_id", "at", "vintage", "default_probability", "dec
 
 def scored_outcomes(engine: sa.Engine, model_tag: str, as_of: datetime) -> pd.DataFrame:
     """The model's predictions made up to ``as_of``, each with its vintage and the outcome its
-    current label gives (NaN: no label received by ``as_of``)."""
+    current label gives (NaN: no label received by ``as_of``).
+
+    Every prediction the model ever made and every current label are read on each run: only
+    the columns needed, times as the driver gives them (parsed in bulk, not per row by
+    SQLAlchemy's DateTime type), joined here (SQLite would rank the labels once per
+    prediction in a join)."""
     as_of = clock.as_utc(as_of)
+    p = predictions.c
     query = sa.select(
-        predictions.c.prediction_id,
-        predictions.c.at,
-        predictions.c.default_probability,
-        predictions.c.decision,
-    ).where(predictions.c.model_tag == model_tag, predictions.c.at <= as_of)
+        p.prediction_id,
+        sa.type_coerce(p.at, sa.String).label("at"),
+        p.default_probability,
+        p.decision,
+    ).where(p.model_tag == model_tag, p.at <= as_of)
+    current = newest_labels_query(as_of).subquery()
+    known = sa.select(current.c.prediction_id, current.c.outcome)
     with engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(query).all(), columns=query.selected_columns.keys())
-    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        labels = pd.DataFrame(conn.execute(known).all(), columns=["prediction_id", "outcome"])
+    frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
     month = frame["at"].dt.year * 100 + frame["at"].dt.month  # strftime per row: seconds
     frame["vintage"] = month.map({m: f"{m // 100:04d}-{m % 100:02d}" for m in month.unique()})
     frame["default_probability"] = frame["default_probability"].astype(float)
-    known = current_labels(engine, as_of)[["prediction_id", "outcome"]]
-    frame = frame.merge(known, on="prediction_id", how="left")
+    frame = frame.merge(labels, on="prediction_id", how="left")
     frame["outcome"] = frame["outcome"].astype(float)
     return frame[OUTCOME_COLUMNS]
 

@@ -125,40 +125,60 @@ def drift_status(value: float | None, rows: int) -> str:
 
 def reference_frame(window: Window) -> pd.DataFrame:
     """The model's development sample (its training rows' contract features)."""
-    if "reference" not in window._cache:
-        window._cache["reference"] = pd.read_parquet(window.model_dir / REFERENCE_FILE)
-    return window._cache["reference"]
+    return window.of_model("reference", lambda: pd.read_parquet(window.model_dir / REFERENCE_FILE))
 
 
 def reference_answers(window: Window) -> pd.DataFrame:
     """The development sample scored by the model and its post-processing, as live requests
     are: ``default_probability`` and ``decision`` per row."""
-    if "reference_answers" not in window._cache:
+
+    def score() -> pd.DataFrame:
         from creditflow.postprocessing.predict import Predictor
 
         frame = reference_frame(window)
         predictor = Predictor(window.model)
         columns = {name: frame[name].to_numpy() for name in window.model.contract.names}
         answers = predictor.predict(columns)
-        window._cache["reference_answers"] = pd.DataFrame(
-            {PROBABILITY: answers.probability, DECISION: answers.decision}
-        )
-    return window._cache["reference_answers"]
+        return pd.DataFrame({PROBABILITY: answers.probability, DECISION: answers.decision})
+
+    return window.of_model("reference_answers", score)
+
+
+def reference_bins(window: Window) -> dict[str, tuple[Bins, np.ndarray, float]]:
+    """Per contract feature: its bins on the development sample, the sample's shares of the
+    bins (values present) and its missing share."""
+
+    def build() -> dict[str, tuple[Bins, np.ndarray, float]]:
+        reference = reference_frame(window)
+        found = {}
+        for name in window.model.contract.names:
+            column = reference[name]
+            categorical = name in window.model.contract.categorical
+            bins = Bins.categorical(column) if categorical else Bins.numeric(column)
+            shares, missing, _ = bins.present_shares(column)
+            found[name] = (bins, shares, missing)
+        return found
+
+    return window.of_model("reference_bins", build)
 
 
 def importance_shares(window: Window) -> dict[str, float]:
     """Each contract feature's share of the model's importance: mean |SHAP contribution| from
     the training report (``importance.shap``; ``importance.gain`` for an older report), summing
     to 1. Empty when the model has no report."""
-    path = window.model_dir / "report.json"
-    if not path.exists():
-        return {}
-    importance = json.loads(path.read_text()).get("importance", {})
-    values = importance.get("shap") or importance.get("gain") or {}
-    names = window.model.contract.names
-    raw = {name: max(float(values.get(name) or 0.0), 0.0) for name in names}
-    total = sum(raw.values())
-    return {name: value / total for name, value in raw.items()} if total > 0 else {}
+
+    def read() -> dict[str, float]:
+        path = window.model_dir / "report.json"
+        if not path.exists():
+            return {}
+        importance = json.loads(path.read_text()).get("importance", {})
+        values = importance.get("shap") or importance.get("gain") or {}
+        names = window.model.contract.names
+        raw = {name: max(float(values.get(name) or 0.0), 0.0) for name in names}
+        total = sum(raw.values())
+        return {name: value / total for name, value in raw.items()} if total > 0 else {}
+
+    return window.of_model("importance_shares", read)
 
 
 # ---------------------------------------------------------------- the checks
@@ -184,10 +204,10 @@ def feature_drift(
     share and its impact (PSI x share)."""
     contract = window.model.contract
     results = []
+    binned = reference_bins(window)
     for name in contract.names:
         categorical = name in contract.categorical
-        bins = Bins.categorical(reference[name]) if categorical else Bins.numeric(reference[name])
-        expected, expected_missing, _ = bins.present_shares(reference[name])
+        bins, expected, expected_missing = binned[name]
         current, current_missing, present = bins.present_shares(live[name])
         value = psi(expected, current) if present else None
         share = shares.get(name)
@@ -258,13 +278,23 @@ def drivers(features: list[Result], limit: int = DRIVERS) -> list[dict]:
     ]
 
 
+def comparable_scores(values: Any) -> np.ndarray:
+    """Probabilities to ``SCORE_DECIMALS``: the same calibrated step, whether the service's
+    float32 path or the reference's float64 path computed it, falls in the same bin."""
+    return np.round(np.asarray(values, dtype=np.float64), th.SCORE_DECIMALS)
+
+
 def score_drift(window: Window, live: pd.DataFrame, features: list[Result]) -> Result:
     """PSI of the calibrated default probability against the development sample scored by the
     same model, on the reference scores' quantile bins; the drifting features that moved it."""
     expected_scores = reference_answers(window)[PROBABILITY]
-    bins = Bins.numeric(expected_scores)
-    expected = bins.shares(expected_scores)
-    current = bins.shares(live[PROBABILITY])
+
+    def score_bins() -> tuple[Bins, np.ndarray]:
+        bins = Bins.numeric(comparable_scores(expected_scores))
+        return bins, bins.shares(comparable_scores(expected_scores))
+
+    bins, expected = window.of_model("score_bins", score_bins)
+    current = bins.shares(comparable_scores(live[PROBABILITY]))
     value = psi(expected, current) if len(live) else None
     details = {
         "kind": NUMERIC,

@@ -48,8 +48,11 @@ if not hasattr(np, "unicode_"):
 
 # Rows profiled per time window at most (a uniform sample beyond: see the module's docstring).
 PROFILE_SAMPLE_ROWS = 5_000
+# Profiles a process keeps deserialized (a window's kept ones are read again by the next runs).
+KEPT_PROFILES = 64
 REFERENCE_PROFILE = "reference.bin"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_read_views: dict[tuple, Any] = {}  # (path, mtime, size): view, oldest first
 
 
 def profile(frame: pd.DataFrame):
@@ -71,10 +74,18 @@ def reference_profile(model_dir: Path):
 
 
 def read_profile(path: Path):
-    """A profile written by :func:`write_profile`."""
-    from whylogs.core import DatasetProfileView
+    """A profile written by :func:`write_profile` (kept in memory for this process's next
+    reads of the same file, as long as the file is unchanged)."""
+    path = Path(path)
+    found = path.stat()
+    key = (str(path), found.st_mtime_ns, found.st_size)
+    view = _read_views.get(key)
+    if view is None:
+        from whylogs.core import DatasetProfileView
 
-    return DatasetProfileView.deserialize(Path(path).read_bytes())
+        view = DatasetProfileView.deserialize(path.read_bytes())
+        _keep(key, view)
+    return view
 
 
 def write_profile(view, path: Path) -> None:
@@ -84,6 +95,16 @@ def write_profile(view, path: Path) -> None:
     partial = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     partial.write_bytes(view.serialize())
     os.replace(partial, path)
+    found = path.stat()
+    _keep((str(path), found.st_mtime_ns, found.st_size), view)
+
+
+def _keep(key: tuple, view) -> None:
+    """Remember a profile read or written (views are never changed in place: a merge makes a
+    new one); beyond ``KEPT_PROFILES``, the earliest kept are forgotten."""
+    _read_views[key] = view
+    while len(_read_views) > KEPT_PROFILES:
+        del _read_views[next(iter(_read_views))]
 
 
 def merge(views: list):

@@ -22,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from creditflow.monitoring import thresholds as th
-from creditflow.monitoring.drift import Bins, reference_frame
+from creditflow.monitoring.drift import reference_bins
 from creditflow.monitoring.logged import logged_predictions
 from creditflow.monitoring.results import Result
 from creditflow.monitoring.window import Window
@@ -85,11 +85,11 @@ def missing_results(window: Window, live: pd.DataFrame) -> list[Result]:
 def unknown_category_results(window: Window, live: pd.DataFrame) -> list[Result]:
     """Per categorical feature, the share of live values (present ones) that the development
     sample never had, with the most frequent of them."""
-    reference = reference_frame(window)
+    binned = reference_bins(window)
     rows = len(live)
     results = []
     for name in window.model.contract.categorical:
-        bins = Bins.categorical(reference[name])
+        bins = binned[name][0]
         column = live[name]
         present = int(column.notna().sum())
         counts = column.value_counts(dropna=True)

@@ -105,10 +105,16 @@ def monitor(
     as_of: datetime | None = None,
     window: timedelta = th.DEFAULT_WINDOW,
     model_tag: str | None = None,
+    *,
+    report: bool = True,
 ) -> dict:
     """Run every check on ``(as_of - window, as_of]``, store the results, write the report and
     return the summary (from the stored rows). A check that fails marks the run "failed" with
-    the error and raises."""
+    the error and raises.
+
+    ``report=False``: no HTML/JSON report (``report`` and ``report_json`` are None in the
+    summary); the results are stored all the same, for a job that runs often and reads the
+    rows (the plots are most of a run's time once its checks are quick)."""
     settings = settings or get_settings()
     as_of = clock.now() if as_of is None else clock.as_utc(as_of)
     if window <= timedelta(0):
@@ -125,12 +131,15 @@ def monitor(
         _store(engine, run_id, results)
         run, rows = stored_run(engine, run_id)
         summary = summarize(run, rows, models)
-        from creditflow.monitoring.report import report_dir, write_report
+        if report:
+            from creditflow.monitoring.report import report_dir, write_report
 
-        paths = write_report(report_dir(settings, run), run, rows, summary)
-        summary["report"] = str(paths["html"])
-        summary["report_json"] = str(paths["json"])
-        _finish(engine, run_id, summary["status"], summary, str(paths["html"]))
+            paths = write_report(report_dir(settings, run), run, rows, summary)
+            summary["report"] = str(paths["html"])
+            summary["report_json"] = str(paths["json"])
+        else:
+            summary["report"] = summary["report_json"] = None
+        _finish(engine, run_id, summary["status"], summary, summary["report"])
         return summary
     except Exception as err:
         error = f"{type(err).__name__}: {err}"

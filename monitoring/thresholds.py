@@ -23,6 +23,10 @@ PROFILE_WINDOW = timedelta(days=1)
 # Input, score and decision drift: PSI (CSI for one feature) on the development sample's bins.
 # The credit industry's convention: < 0.10 stable, 0.10-0.25 watch, > 0.25 act.
 PSI_BINS = 10  # quantile bins of the reference, for numeric features and the score
+# Scores are binned to this many decimals: an isotonic calibration gives step values that the
+# service (float32 model path) and the reference (float64) reproduce only to about 1e-8, and a
+# quantile edge on a step would move the whole step across it.
+SCORE_DECIMALS = 6
 PSI_WATCH = 0.10
 PSI_ALERT = 0.25
 # A share of 0 in a bin makes PSI infinite: each bin's share is floored at this.

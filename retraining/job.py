@@ -10,7 +10,10 @@ frozen there, so a run in the past reads only what was known then):
    reaches past the last run raised a data-quality alert (section ``quality``, or any alert
    whose details say ``"data_quality": true``, as a drift alert on a unit change may);
 3. trains a challenger through the normal pipeline (``training.pipeline.train``, as of
-   ``as_of``, with the run's ``TrainingBudget``): loans ingested by then plus feedback rows;
+   ``as_of``, with the run's ``TrainingBudget``): loans ingested by then plus feedback rows,
+   within the settings' training window and recency weights, as `creditflow train` does,
+   except feedback rows of applications made in a window any monitoring run flagged as broken
+   (``flagged_windows``: their outcomes arrive after the flag has cleared);
 4. compares it with the champion on the comparison window: the labelled rows (loans and
    feedback rows) known by ``as_of`` whose event time is after the end of BOTH models'
    validation windows (``metadata["window"]["valid"]``: training and calibration data end
@@ -30,6 +33,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,11 +56,13 @@ from creditflow.tables import (
     monitoring_runs,
     retrain_runs,
 )
+from creditflow.training.dataset import MIN_TEST_ROWS
 
 log = logging.getLogger(__name__)
 
-# The comparison window must hold at least this many labelled rows (and both outcomes).
-MIN_COMPARISON_ROWS = 500
+# The comparison window must hold at least this many labelled rows (and both outcomes): what a
+# test window holds at least when training keeps a recent window only.
+MIN_COMPARISON_ROWS = MIN_TEST_ROWS
 # Outcomes of a run (retrain_runs.outcome).
 RUNNING, PROMOTED, KEPT, REFUSED, FAILED = "running", "promoted", "kept", "refused", "failed"
 TRAINED = (PROMOTED, KEPT)  # runs that trained a challenger: "since the last run" starts there
@@ -141,9 +147,40 @@ def data_quality_alerts(engine: sa.Engine, since: datetime | None, as_of: dateti
         alerts = [
             {k: r[k] for k in ("section", "metric", "subject", "value", "threshold")}
             for r in rows
-            if r["section"] == "quality" or (r["details"] or {}).get("data_quality") is True
+            if _broken_data(r)
         ]
     return {"monitoring_run": run["id"], "monitoring_as_of": str(run["as_of"]), "alerts": alerts}
+
+
+def _broken_data(result: Mapping) -> bool:
+    """A monitoring alert that says the data is broken (not that the world changed): a quality
+    alert, or one whose details say ``"data_quality": true`` (a unit change, say)."""
+    return result["section"] == "quality" or (result["details"] or {}).get("data_quality") is True
+
+
+def flagged_windows(engine: sa.Engine, as_of: datetime) -> list[tuple[datetime, datetime]]:
+    """The windows ``(start, end]`` of every monitoring run up to ``as_of`` that flagged its
+    data as broken, merged: the outcomes of applications made then arrive later, and are never
+    trained on either."""
+    query = (
+        sa.select(monitoring_runs.c.window_start, monitoring_runs.c.window_end,
+                  monitoring_results.c.section, monitoring_results.c.details)
+        .join(monitoring_results, monitoring_results.c.run_id == monitoring_runs.c.id)
+        .where(monitoring_runs.c.as_of <= as_of, monitoring_results.c.status == ALERT)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        spans = sorted(
+            (clock.as_utc(r["window_start"]), clock.as_utc(r["window_end"]))
+            for r in conn.execute(query).mappings()
+            if _broken_data(r)
+        )
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def window_start(*metadata: dict) -> pd.Timestamp | None:
@@ -157,7 +194,12 @@ def window_start(*metadata: dict) -> pd.Timestamp | None:
     return max(t.tz_convert("UTC") if t.tzinfo else t.tz_localize("UTC") for t in ends)
 
 
-def comparison_entities(settings: Settings, start: pd.Timestamp, as_of: datetime) -> pd.DataFrame:
+def comparison_entities(
+    settings: Settings,
+    start: pd.Timestamp,
+    as_of: datetime,
+    excluded: Sequence[tuple[datetime, datetime]] = (),
+) -> pd.DataFrame:
     """Labelled rows known by ``as_of`` (valid loans, then feedback rows) with an event time
     after ``start``, sorted by time: entity rows for ``promotion.compare``."""
     from creditflow.training.dataset import entity_frame, feedback_rows, load_labeled_loans
@@ -165,7 +207,7 @@ def comparison_entities(settings: Settings, start: pd.Timestamp, as_of: datetime
     loans = load_labeled_loans(settings, as_of)
     loans = loans[violations(loans, LOANS) == ""]
     frames = [entity_frame(loans)]
-    rows, _ = feedback_rows(settings, loans, as_of)
+    rows, _ = feedback_rows(settings, loans, as_of, excluded)
     if len(rows):
         frames.append(entity_frame(rows))
     entities = pd.concat(frames, ignore_index=True)
@@ -279,11 +321,14 @@ def _gate_and_train(settings, engine, run_id, since, as_of, champion, options) -
     from creditflow.training.promotion import GatePolicy, compare, record_decision
 
     log.info("retrain run %s: training a challenger as of %s", run_id, as_of.isoformat())
-    trained = train(settings=settings, quiet=True, as_of=as_of, **options)
+    excluded = flagged_windows(engine, as_of)
+    trained = train(settings=settings, quiet=True, as_of=as_of, excluded=excluded, **options)
     challenger = trained["model_tag"]
     _update(engine, run_id, challenger_tag=challenger)
     log.info("retrain run %s: challenger %s, comparing", run_id, challenger)
-    rows = {"training": trained["rows"], "feedback": trained["feedback"]}
+    rows = {"training": trained["rows"], "feedback": trained["feedback"],
+            "recency": trained["recency"],
+            "flagged_windows": [[str(a), str(b)] for a, b in excluded]}  # fmt: skip
     result = {"challenger": challenger, "rows": rows, "metrics": {"challenger_test": {
         k: trained[k] for k in ("test_auc", "test_brier", "test_ece")}}}  # fmt: skip
     if champion is None:
@@ -294,7 +339,7 @@ def _gate_and_train(settings, engine, run_id, since, as_of, champion, options) -
 
     metas = [registry.load(tag).metadata for tag in (champion, challenger)]
     start = window_start(*metas)
-    entities = (comparison_entities(settings, start, as_of) if start is not None
+    entities = (comparison_entities(settings, start, as_of, excluded) if start is not None
                 else pd.DataFrame())  # fmt: skip
     rows["comparison"] = len(entities)
     outcomes = set(entities["loan_status"].unique()) if len(entities) else set()

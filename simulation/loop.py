@@ -16,9 +16,10 @@ Then every day, under ``clock.frozen`` at the day's end:
 3. outcomes of loans approved (or explored) ``label_delay`` days earlier arrive as a
    `creditflow feedback import` (the defaults within the performance window, which simulated
    time compresses to ``label_delay`` days: ``performance_window_days`` is set to it);
-4. `creditflow monitor` runs on the last ``monitor_window``; an alert, or the schedule, runs
-   `creditflow retrain`; a promotion reaches the scorer as it reaches a running service (the
-   scorer rebuilt from the new champion).
+4. `creditflow monitor` runs on the last ``monitor_window`` (its results stored as every run's
+   are, without a report of its own: the simulation writes one at the end); an alert, or the
+   schedule, runs `creditflow retrain`; a promotion reaches the scorer as it reaches a running
+   service (the scorer rebuilt from the new champion).
 
 Monitoring, feedback and retraining are called as the commands call them: nothing tells them
 they run in a simulation.
@@ -26,11 +27,13 @@ they run in a simulation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +51,7 @@ from creditflow.demo_world.scenarios import Drift
 ENDPOINT = "predict"  # the applications arrive as /predict requests would
 HISTORY_LOANS = 20_000  # the first model's year of history
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+PREDICTION_IDS = uuid.UUID("5b0c3f8e-2d1a-4c57-9e61-0f2b8a7d4c13")  # namespace of the answers' ids
 
 
 @dataclass
@@ -58,7 +62,9 @@ class Options:
     label_delay: int = 30
     seed: int = 0
     retrain_every: int = 30  # the schedule, in days
-    retrain_cooldown: int = 7  # an alert retrains at most this often
+    # An alert retrains at most this often (days; compressed time: a model can follow a concept
+    # drift within the days of outcomes between its first alert and a 120-day run's end).
+    retrain_cooldown: int = 3
     monitor_window: int = 7  # days
     exploration_share: float = 0.05
     history_loans: int = HISTORY_LOANS
@@ -66,6 +72,11 @@ class Options:
     train_timeout_s: float = 30.0
     train_variants: bool = False  # the simulation's declared budget: the contract's service only
     retrain_budget: Any = None  # retrain(budget=...); None: a TrainingBudget of the above
+    # Training's recency (settings.training_window_days, training_half_life_days), in simulated
+    # days: time compressed as the performance window is, so that a model can follow a concept
+    # drift within the few days of outcomes a run sees after it.
+    training_window_days: float | None = 7.0
+    training_half_life_days: float | None = 2.0
     start: datetime = DEFAULT_START
 
 
@@ -77,8 +88,17 @@ def prepare_home(home: Path, options: Options) -> Settings:
     os.environ["CREDITFLOW_HOME"] = str(home)
     os.environ["CREDITFLOW_PROFILE"] = "embedded"
     os.environ.pop("CREDITFLOW_DATABASE_URL", None)
-    # Simulated time compresses the performance window to the label delay (declared here).
+    # Simulated time compresses the performance window to the label delay (declared here), and
+    # training's recency with it.
     os.environ["CREDITFLOW_PERFORMANCE_WINDOW_DAYS"] = str(options.label_delay)
+    for name, value in (
+        ("CREDITFLOW_TRAINING_WINDOW_DAYS", options.training_window_days),
+        ("CREDITFLOW_TRAINING_HALF_LIFE_DAYS", options.training_half_life_days),
+    ):
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = str(value)
     os.environ["CREDITFLOW_EXPLORATION_SHARE"] = str(options.exploration_share)
     settings = get_settings()
     export_environment(settings)
@@ -123,7 +143,9 @@ def setup(settings: Settings, world, options: Options) -> dict:
         _feast(settings, "apply")
         # `feast materialize START END` over the history (materialize-incremental would start
         # from the system clock's now minus each view's ttl, not the simulated one).
-        get_store(settings).materialize(options.start - timedelta(days=3 * 365), options.start)
+        # Feast prints its progress on stdout: --json keeps stdout to the summary's one line.
+        with contextlib.redirect_stdout(sys.stderr):
+            get_store(settings).materialize(options.start - timedelta(days=3 * 365), options.start)
         summary = train(
             settings=settings,
             trials=options.train_trials,
@@ -164,14 +186,23 @@ class Scoring:
         return True
 
 
+def prediction_ids(seed: int, loan_ids) -> list[str]:
+    """The answers' ids, from the seed and the loans (unique across days): the exploration
+    policy draws from the id, so that the same seed gives the same run (new random ids would
+    explore other applications on every run)."""
+    return [uuid.uuid5(PREDICTION_IDS, f"{seed}:{loan_id}").hex for loan_id in loan_ids]
+
+
 def _score_rows(
     settings: Settings, scores, applications: pd.DataFrame, code_version: str, rules_version: str
 ) -> list[dict]:
+    from creditflow.applicant_keys import home_entity_hasher, key_cipher
     from creditflow.feedback.logged_predictions import prediction_row
 
     rows = []
     records = applications[APPLICATIONS.names].to_dict("records")
     at = clock.now()  # answered when scored: the online store as it is now (skew checks)
+    hasher, cipher = home_entity_hasher(settings), key_cipher(settings)  # once, not per row
     for score, application in zip(scores, records, strict=True):
         row = prediction_row(
             settings,
@@ -183,6 +214,8 @@ def _score_rows(
             endpoint=ENDPOINT,
             prediction_id=score.prediction_id,
             features=score.features,
+            hasher=hasher,
+            cipher=cipher,
         )
         explored = bool(getattr(score, "explored", False))
         row.update(
@@ -224,9 +257,14 @@ def _retrain(settings: Settings, as_of: datetime, options: Options) -> dict:
         variants=options.train_variants,
     )
     try:
-        return retrain(settings=settings, as_of=as_of, build=False, budget=budget)
+        result = retrain(settings=settings, as_of=as_of, build=False, budget=budget)
     except Exception as err:  # the job failed: the loop records it and goes on
         return {"outcome": "failed", "error": f"{type(err).__name__}: {err}"}
+    # The event times the challenger learned from (the report checks them against incidents).
+    recency = (result.get("rows") or {}).get("recency") or {}
+    if "newest" in recency:
+        result["training_window"] = {"start": recency["start"], "newest": recency["newest"]}
+    return result
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -288,7 +326,10 @@ def run(
                 for rule in str(reasons).split("; "):
                     stats.rejection(ENDPOINT, rule.split(":")[0].split(".")[0])
             accepted = apps[~rejected].reset_index(drop=True)
-            scores = scoring.scorer.score(accepted[APPLICATIONS.names].to_dict("records"))
+            scores = scoring.scorer.score(
+                accepted[APPLICATIONS.names].to_dict("records"),
+                prediction_ids=prediction_ids(options.seed, accepted["loan_id"]),
+            )
             for _ in scores:
                 stats.request(ENDPOINT, 200, 0.0)
             rows = _score_rows(settings, scores, accepted, version, RULES_VERSION)
@@ -339,7 +380,7 @@ def run(
 
             t = time.perf_counter()
             try:  # a failed run is recorded by the monitor; the schedule goes on next day
-                watch = monitor(settings, as_of=day.end, window=window)
+                watch = monitor(settings, as_of=day.end, window=window, report=False)
                 record["monitor"] = _monitor_digest(watch)
             except RuntimeError as err:
                 record["monitor"] = {
@@ -415,5 +456,6 @@ def _monitor_digest(summary: dict) -> dict:
 
 
 def _retrain_digest(result: dict) -> dict:
-    keep = ("outcome", "challenger_tag", "decision", "reasons", "error", "champion_tag")
+    keep = ("outcome", "challenger_tag", "decision", "reasons", "error", "champion_tag",
+            "training_window")  # fmt: skip
     return {k: result.get(k) for k in keep if k in result}

@@ -1,10 +1,13 @@
 """The simulation's one report: headline figures, each scenario's verdict, plots (HTML + JSON).
 
-Headlines, per drift: days from the drift to its first alert, from that alert to a promoted
-model, and to recovered quality (the day's true AUC, which the simulation knows for every
-applicant, back within ``RECOVERY_TOLERANCE`` of its level before the drift). False alarms are
-the alerts of a run with no drift. Exploration: its cost (defaults among explored loans) and
-what it revealed (the default rate of applications the model would not approve).
+Headlines, per drift: days from the drift to its first alert (of the scenario's sections, and
+naming its column for broken data), from that alert to a promoted model, and to recovered
+quality (the day's true AUC, which the simulation knows for every applicant, back within
+``RECOVERY_TOLERANCE`` of its level before the drift); for broken data, the promotions of
+models whose training rows span incident days that approved loans (whose outcomes become
+training rows). False alarms are the alerts of a run with no drift. Exploration: its cost
+(defaults among explored loans) and what it revealed (the default rate of applications the
+model would not approve).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import html
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +26,15 @@ from creditflow.demo_world import scenarios as sc
 RECOVERY_TOLERANCE = 0.02  # true AUC within this of its pre-drift mean counts as recovered
 
 
-def _alert_days(days: list[dict], column: str | None = None) -> list[int]:
+def _alert_days(
+    days: list[dict], column: str | None = None, sections: tuple[str, ...] = ()
+) -> list[int]:
+    """Days with an alert (naming ``column``, in one of ``sections``, when given)."""
     found = []
     for d in days:
         alerts = d["monitor"]["alerts"]
+        if sections:
+            alerts = [a for a in alerts if a.get("section") in sections]
         if column is not None:
             alerts = [
                 a
@@ -52,22 +61,26 @@ def headlines(result: dict, drifts: list[sc.Drift]) -> dict:
     for drift, end in zip(drifts, ends, strict=True):
         s = drift.scenario
         mine = [d for d in days if drift.day <= d["day"] < end]
-        alert = next(iter(_alert_days(mine, s.column)), None)
+        alert = next(iter(_alert_days(mine, s.column, s.sections)), None)
+        # Incident days with outcomes to come (only approved or explored loans get them): the
+        # rows a model could learn the broken data from.
+        broken = [
+            d
+            for d in mine
+            if s in sc.active([drift], d["day"]) and (d["approval_rate"] or d["explored"])
+        ]
         broken_retrain = [
             r
             for r in retrains
-            if drift.day <= r["day"] < end
-            and r.get("outcome") == "promoted"
+            if r.get("outcome") == "promoted"
             and s.expect == sc.BROKEN_DATA
+            and any(_trained_on(r, d) for d in broken)
         ]
-        promoted = next(
-            (
-                r["day"]
-                for r in retrains
-                if drift.day <= r["day"] < end and r.get("outcome") == "promoted"
-            ),
+        promotion = next(
+            (r for r in retrains if drift.day <= r["day"] < end and r.get("outcome") == "promoted"),
             None,
         )
+        promoted = None if promotion is None else promotion["day"]
         before = _mean(d["true_auc"] for d in days if drift.day - 15 <= d["day"] < drift.day)
         recovered = None
         if promoted is not None and before is not None:
@@ -88,17 +101,33 @@ def headlines(result: dict, drifts: list[sc.Drift]) -> dict:
             "expect": s.expect,
             "first_alert_day": alert,
             "days_to_alert": None if alert is None else alert - drift.day,
+            # Negative: a scheduled retrain promoted a model before the monitor alerted.
             "days_alert_to_promotion": None
             if alert is None or promoted is None
             else promoted - alert,
+            "promoted_by": None if promotion is None else promotion.get("trigger"),
             "days_to_recovery": None if recovered is None else recovered - drift.day,
             "true_auc_before": before,
             "true_auc_worst": worst,
             "promotions_on_broken_data": len(broken_retrain),
+            "retrains_refused": sum(
+                1 for r in retrains if drift.day <= r["day"] < end and r.get("outcome") == "refused"
+            ),
         }
         row["met"] = _met(s, row)
         out["drifts"].append(row)
     return out
+
+
+def _trained_on(retrain: dict, day: dict) -> bool:
+    """Whether the retrain's training rows span the day's applications (event times in
+    (end - 1 day, end], ``date`` being the end's)."""
+    window = retrain.get("training_window")
+    if not window:
+        return False
+    end = datetime.fromisoformat(day["date"]).replace(tzinfo=UTC)
+    start, newest = (datetime.fromisoformat(window[k]) for k in ("start", "newest"))
+    return start <= end and end - timedelta(days=1) < newest
 
 
 def _met(s: sc.Scenario, row: dict) -> bool:

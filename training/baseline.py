@@ -1,6 +1,7 @@
 """The baseline beside every model: a logistic regression on the same features.
 
-If boosted trees cannot clearly beat it, the complexity is not paying for itself.
+If boosted trees cannot clearly beat it, the complexity is not paying for itself. It learns
+from the same rows with the same recency weights.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from creditflow.contract import LABEL_COLUMN
 from creditflow.store.features import FeatureContract
+from creditflow.training.dataset import sample_weights
 
 
 def baseline_probabilities(
@@ -37,5 +39,6 @@ def baseline_probabilities(
             out[name] = out[name].astype(object).where(out[name].notna(), np.nan)
         return out
 
-    model.fit(features(train), train[LABEL_COLUMN].to_numpy())
+    model.fit(features(train), train[LABEL_COLUMN].to_numpy(),
+              logisticregression__sample_weight=sample_weights(train))  # fmt: skip
     return model.predict_proba(features(test))[:, 1]

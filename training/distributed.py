@@ -29,20 +29,26 @@ from xgboost import dask as dxgb
 from creditflow.contract import LABEL_COLUMN
 from creditflow.preprocessing.encoding import training_frame
 from creditflow.store.features import FeatureContract
+from creditflow.training.dataset import WEIGHT_COLUMN, sample_weights
 from creditflow.training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, PARAMS
 
 
 def labeled_frame(frame: pd.DataFrame, contract: FeatureContract) -> pd.DataFrame:
-    """The model's input frame plus the label, built before any cluster is started."""
+    """The model's input frame plus the label (and the recency weights, scaled as
+    ``training.model.fit`` scales them), built before any cluster is started."""
     labeled = training_frame(frame, contract).reset_index(drop=True)
     labeled[LABEL_COLUMN] = frame[LABEL_COLUMN].to_numpy()
+    weights = sample_weights(frame)
+    if weights is not None:
+        labeled[WEIGHT_COLUMN] = weights
     return labeled
 
 
 def partitioned(
     labeled: pd.DataFrame, contract: FeatureContract, npartitions: int
-) -> tuple[dd.DataFrame, dd.Series]:
-    """Features and label as dask collections with the same partitions.
+) -> tuple[dd.DataFrame, dd.Series, dd.Series | None]:
+    """Features, label and weights (None: unweighted) as dask collections with the same
+    partitions.
 
     Every partition keeps the whole frame's categorical dtype: each worker builds its local
     DMatrix from its own partitions, and codes only agree across workers if the category lists
@@ -53,7 +59,8 @@ def partitioned(
     unknown = [name for name in contract.categorical if not X[name].cat.known]
     if unknown:
         raise ValueError(f"categories unknown after partitioning: {unknown}")
-    return X, data[LABEL_COLUMN]
+    weights = data[WEIGHT_COLUMN] if WEIGHT_COLUMN in labeled.columns else None
+    return X, data[LABEL_COLUMN], weights
 
 
 def fit_dask(
@@ -85,11 +92,11 @@ def fit_dask(
         if workers == 0:
             raise RuntimeError(f"the Dask cluster at {scheduler} has no workers")
 
-        X, y = partitioned(train_frame, contract, workers)
-        dtrain = dxgb.DaskQuantileDMatrix(client, X, y, enable_categorical=True)
-        X_valid, y_valid = partitioned(valid_frame, contract, workers)
+        X, y, w = partitioned(train_frame, contract, workers)
+        dtrain = dxgb.DaskQuantileDMatrix(client, X, y, weight=w, enable_categorical=True)
+        X_valid, y_valid, w_valid = partitioned(valid_frame, contract, workers)
         dvalid = dxgb.DaskQuantileDMatrix(
-            client, X_valid, y_valid, enable_categorical=True, ref=dtrain
+            client, X_valid, y_valid, weight=w_valid, enable_categorical=True, ref=dtrain
         )
         result = dxgb.train(
             client,

@@ -9,6 +9,7 @@ from creditflow.contract import LABEL_COLUMN
 from creditflow.model.registry import iteration_range
 from creditflow.preprocessing.encoding import training_frame
 from creditflow.store.features import FeatureContract
+from creditflow.training.dataset import sample_weights
 
 PARAMS: dict = {
     "objective": "binary:logistic",
@@ -30,8 +31,13 @@ EARLY_STOPPING_ROUNDS = 50
 
 
 def dmatrix(frame: pd.DataFrame, contract: FeatureContract, labeled: bool = True) -> xgb.DMatrix:
+    """The model's input; ``labeled``: with the label and the rows' recency weights (if any),
+    so that fitting and the early-stopping metric are weighted alike."""
     label = frame[LABEL_COLUMN].to_numpy() if labeled else None
-    return xgb.DMatrix(training_frame(frame, contract), label=label, enable_categorical=True)
+    weight = sample_weights(frame) if labeled else None
+    return xgb.DMatrix(
+        training_frame(frame, contract), label=label, weight=weight, enable_categorical=True
+    )
 
 
 def fit(
@@ -42,7 +48,8 @@ def fit(
     num_boost_round: int = MAX_ROUNDS,
     early_stopping_rounds: int = EARLY_STOPPING_ROUNDS,
 ) -> xgb.Booster:
-    """Boosted trees with native categoricals, early-stopped on the validation window.
+    """Boosted trees with native categoricals, early-stopped on the validation window (both
+    weighted by the rows' recency weights, when the training set has them).
 
     The booster keeps the trees past the best round: slicing them off (as ``save_best`` does)
     drops the categories stored in the model in XGBoost 3.2. Predictions use

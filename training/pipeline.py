@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -32,10 +33,12 @@ from creditflow.training.dataset import (
     VALID_SHARE,
     TrainingSet,
     build_training_set,
+    sample_weights,
     time_split,
 )
 from creditflow.training.model import PARAMS, dmatrix, fit, predict
 from creditflow.training.promotion import evaluate_on
+from creditflow.training.reference import development_sample
 from creditflow.training.report import ScoredModel, write_report
 from creditflow.training.tune import DEFAULT_TIMEOUT_S, DEFAULT_TRIALS, tune
 from creditflow.versions import code_version, library_versions
@@ -62,13 +65,15 @@ MIN_VARIANT_VALID_GAIN = 0.002
 def compare_variants(service_name: str, settings: Settings, store: FeatureStore,
                      test_share: float, valid_share: float,
                      datasets: dict[str, TrainingSet] | None = None,
-                     as_of: datetime | None = None) -> list[dict]:  # fmt: skip
+                     as_of: datetime | None = None,
+                     excluded: Sequence[tuple[datetime, datetime]] = ()) -> list[dict]:  # fmt: skip
     """The contract and each declared variant, trained with default parameters on one split and
-    scored on the validation window only: the test window judges the final model alone.
+    scored on the validation window only (weighted as training is): the test window judges the
+    final model alone.
     ``datasets`` receives each one's training set, so the chosen one is not joined twice."""
     rows = []
     for name in [service_name, *variants_of(store, service_name)]:
-        data = build_training_set(name, settings, store, as_of=as_of)
+        data = build_training_set(name, settings, store, as_of=as_of, excluded=excluded)
         if datasets is not None:
             datasets[name] = data
         train_df, valid_df, _ = time_split(data.frame, test_share, valid_share)
@@ -77,7 +82,8 @@ def compare_variants(service_name: str, settings: Settings, store: FeatureStore,
             "feature_service": name,
             "features": len(data.contract.names),
             "valid_auc": round(float(roc_auc_score(
-                valid_df[LABEL_COLUMN], predict(booster, valid_df, data.contract))), 4),
+                valid_df[LABEL_COLUMN], predict(booster, valid_df, data.contract),
+                sample_weight=sample_weights(valid_df))), 4),
         })  # fmt: skip
     best = max(rows, key=lambda r: r["valid_auc"])["feature_service"]
     for row in rows:
@@ -145,13 +151,19 @@ def train(
     scheduler: str | None = None,
     quiet: bool = False,
     as_of: datetime | None = None,
+    excluded: Sequence[tuple[datetime, datetime]] = (),
 ) -> dict:
     """Train, evaluate and register a candidate model; returns a summary.
 
     ``service_name`` pins the FeatureService. By default the contract (MODEL_FEATURE_SERVICE)
     and its declared variants are compared on the validation window and the winner is tuned
     and trained (``choose_feature_service``); ``variants=False`` trains the contract itself.
-    ``as_of`` trains on what was known then only (loans ingested, labels received by it).
+    ``as_of`` trains on what was known then only (loans ingested, labels received by it);
+    feedback rows of applications made in an ``excluded`` window are left out.
+    The settings' training window and half-life (``training_window_days``,
+    ``training_half_life_days``) favour recent outcomes: the splits are taken within the
+    window, and fitting, early stopping, tuning, calibration and the baseline are weighted;
+    the test metrics (and the gate's comparison) are not: they judge the newest rows as they are.
     """
     settings = settings or get_settings()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -165,7 +177,7 @@ def train(
         elif variants:
             progress.update(step, description="comparing feature variants on validation")
             variant_rows = compare_variants(MODEL_FEATURE_SERVICE, settings, store, test_share,
-                                            valid_share, datasets, as_of)  # fmt: skip
+                                            valid_share, datasets, as_of, excluded)  # fmt: skip
             service_name, why = choose_feature_service(variant_rows, MODEL_FEATURE_SERVICE)
             how = "validation"
         else:
@@ -173,7 +185,7 @@ def train(
             how, why = "contract", f"{service_name}, the contract: variants were not compared"
         selection = {"feature_service": service_name, "how": how, "why": why}
         data = datasets.get(service_name) or build_training_set(
-            service_name, settings, store, as_of=as_of
+            service_name, settings, store, as_of=as_of, excluded=excluded
         )
         contract = data.contract
         train_df, valid_df, test_df = time_split(data.frame, test_share, valid_share)
@@ -203,7 +215,8 @@ def train(
         progress.update(step, description="calibrating, choosing decision bands, evaluating")
         raw_valid = predict(booster, valid_df, contract)
         raw_test = predict(booster, test_df, contract)
-        calibration, calibration_info = fit_calibration(y_valid, raw_valid)
+        calibration, calibration_info = fit_calibration(y_valid, raw_valid,
+                                                        sample_weights(valid_df))  # fmt: skip
         p_valid, p_test = calibration.apply(raw_valid), calibration.apply(raw_test)
         bands = choose_bands(y_valid, p_valid)
         test_metrics = metrics(y_test, p_test)
@@ -255,6 +268,8 @@ def train(
             "feature_selection": selection,
             # Labeled applications from feedback: used, duplicates of loans, by decision band.
             "feedback": data.feedback,
+            # The training window and recency weights (settings), and what they kept.
+            "recency": data.recency,
             "training_missing_share": missing_share,
             "rules": rules.to_metadata(),
             "warnings": warnings,
@@ -262,9 +277,12 @@ def train(
             "versions": library_versions(),
         }
 
+        reference, reference_info = development_sample(settings, train_df, contract)
+        metadata["reference_sample"] = reference_info  # where the development sample came from
+
         def extras(model_dir: Path, tag: str) -> dict:
             # The development sample: what monitoring compares live traffic with.
-            train_df[list(contract.names)].to_parquet(model_dir / REFERENCE_FILE)
+            reference.to_parquet(model_dir / REFERENCE_FILE)
             report_dir = settings.reports_dir / tag.replace(":", "_")
             write_report(
                 report_dir,
@@ -287,6 +305,7 @@ def train(
                     "calibration": calibration_info,
                     "windows": metadata["window"],
                     "rows": metadata["rows"],
+                    "recency (training window and weights)": data.recency,
                     "feedback rows (outcomes of logged predictions; only approved loans get "
                     "outcomes, so by decision band)": data.feedback,
                 },
@@ -319,6 +338,7 @@ def train(
         "rows": metadata["rows"],
         "feedback_rows": data.feedback.get("rows", 0),
         "feedback": data.feedback,
+        "recency": data.recency,
         "trees": metadata["trees"],
         "report": str(settings.reports_dir / tag.replace(":", "_") / "report.html"),
     }

@@ -16,7 +16,6 @@ point-in-time, with its own calibration). The gate (``decide``):
   above ``-ni_margin``) and break no guardrail. The live window is smaller than the offline one,
   so it vetoes a regression rather than having to show superiority again.
 
-
 The decision, its reasons and the interval go to ``model_events`` (and, for `creditflow
 retrain`, to its run row). ``force`` overrides the verdict and is logged as such.
 """
@@ -36,7 +35,12 @@ from creditflow.model.evaluate import metrics, segment_metrics, segments_of
 from creditflow.model.stages import champion_tag, latest_candidate, log_event, set_stage
 from creditflow.postprocessing.calibration import Calibration
 from creditflow.store.point_in_time import historical_features
-from creditflow.training.dataset import TEST_SHARE, entity_frame, load_labeled_loans
+from creditflow.training.dataset import (
+    TEST_SHARE,
+    entity_frame,
+    load_labeled_loans,
+    recent_rows,
+)
 from creditflow.training.model import predict
 from creditflow.training.shadow_evidence import scored, shadow_window
 
@@ -229,8 +233,10 @@ def verdict(candidate: dict, champion: dict, labels: np.ndarray,
 
 
 def recent_window(settings: Settings) -> pd.DataFrame:
-    """Entity rows of the most recent labelled loans (the comparison window of `promote`)."""
-    loans = load_labeled_loans(settings).sort_values([LOANS.timestamp, *LOANS.key])
+    """Entity rows of the most recent labelled loans (the comparison window of `promote`): the
+    last TEST_SHARE of those in the settings' training window, as training splits them."""
+    loans, _ = recent_rows(load_labeled_loans(settings), settings.training_window_days)
+    loans = loans.sort_values([LOANS.timestamp, *LOANS.key])
     recent = loans.iloc[int(len(loans) * (1 - TEST_SHARE)) :]
     return entity_frame(recent)
 

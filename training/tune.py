@@ -1,7 +1,7 @@
 """Bounded hyper-parameter search: a number of trials and a time limit, whichever ends first.
 
 Each trial trains with early stopping on the validation window and is scored by validation
-ROC AUC; the test window is never looked at here.
+ROC AUC (weighted by the rows' recency weights, if any); the test window is never looked at here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from creditflow.contract import LABEL_COLUMN
 from creditflow.store.features import FeatureContract
+from creditflow.training.dataset import sample_weights
 from creditflow.training.model import fit, predict
 
 DEFAULT_TRIALS = 12
@@ -41,12 +42,14 @@ def tune(
 ) -> dict:
     """Best parameters found within the budget, with the trial history for the report."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    labels = valid[LABEL_COLUMN].to_numpy()
+    labels, weights = valid[LABEL_COLUMN].to_numpy(), sample_weights(valid)
 
     def objective(trial: optuna.Trial) -> float:
         booster = fit(train, valid, contract, params=_space(trial))
         trial.set_user_attr("trees", int(booster.attr("best_iteration") or 0) + 1)
-        return float(roc_auc_score(labels, predict(booster, valid, contract)))
+        return float(
+            roc_auc_score(labels, predict(booster, valid, contract), sample_weight=weights)
+        )
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     started = time.perf_counter()

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from creditflow.monitoring import thresholds as th
-from creditflow.monitoring.drift import MISSING, OTHER, Bins, decision_rates, drift_status, psi
+from creditflow.monitoring.drift import (
+    MISSING,
+    OTHER,
+    Bins,
+    comparable_scores,
+    decision_rates,
+    drift_status,
+    psi,
+)
 
 
 def test_identical_distributions_have_a_psi_of_zero():
@@ -99,3 +107,17 @@ def test_decision_rates_count_every_decision():
     assert decision_rates(pd.Series([], dtype=object)) == {
         "approve": 0.0, "review": 0.0, "decline": 0.0,
     }  # fmt: skip
+
+
+def test_isotonic_steps_computed_in_float32_do_not_drift():
+    """An isotonic calibration's scores are a few steps; the service's float32 path gives each
+    step about 1e-8 away from the reference's float64 value. A quantile edge sits on a step:
+    unrounded, the whole step would change bins (PSI in the thousands for the same scores)."""
+    rng = np.random.default_rng(0)
+    steps = np.array([1 / 68, 5 / 97, 11 / 80, 0.31, 0.62])
+    reference = steps[rng.integers(0, len(steps), 5000)]
+    live = reference.astype(np.float32).astype(np.float64)  # the same scores, served
+    assert not np.array_equal(live, reference)
+    bins = Bins.numeric(comparable_scores(reference))
+    value = psi(bins.shares(comparable_scores(reference)), bins.shares(comparable_scores(live)))
+    assert value < 1e-9

@@ -85,6 +85,22 @@ def test_duplicate_loan_ids_within_and_across_batches(home, world):
     assert offline.read_table(home, LOANS)["loan_id"].is_unique
 
 
+def test_a_record_repeated_in_a_later_batch_is_refused_on_its_key_and_time(home, world):
+    history = world["credit_history"].sort_values("event_timestamp", kind="stable")
+    first = history.iloc[:50]
+    assert ingest("credit_history", batch(first), home)["accepted"] == 50
+    later = history.iloc[50:60]
+    # Rows 40-44 again (other content, same applicant and time), then row 45's applicant at a
+    # time of its own: the key is (applicant, event time), so only the first five repeat.
+    repeated = first.iloc[40:45].copy()
+    repeated["created_timestamp"] += pd.Timedelta(hours=1)
+    moved = first.iloc[[45]].assign(event_timestamp=later["event_timestamp"].max())
+    summary = ingest("credit_history", batch(pd.concat([later, repeated, moved])), home)
+    reconciled(summary, home)
+    assert (summary["accepted"], summary["quarantined"]) == (11, 5)
+    assert summary["reasons"] == {"dob_ssn+event_timestamp already ingested": 5}
+
+
 def test_a_broken_row_does_not_shadow_a_good_row_with_the_same_key(home, world):
     loans = pd.concat([world["loans"].iloc[[0]], world["loans"].iloc[[0]]])
     loans.iloc[0, loans.columns.get_loc("person_age")] = -5

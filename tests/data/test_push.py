@@ -81,3 +81,18 @@ def test_ingest_with_materialize_updates_the_online_store(pushed_home):
     summary = ingest("credit_history", batch(record), settings, materialize=True)
     assert summary["materialized"] == ["credit_history"]
     assert online_missed(settings, record["dob_ssn"].iloc[0]) == 5
+
+
+def test_a_pushed_batch_leaves_each_applicants_newest_record_online(pushed_home):
+    settings, world = pushed_home
+    newer = fresh_record(world, 3, missed_payments_1y=7)
+    older = fresh_record(world, 3, missed_payments_1y=2)
+    older["event_timestamp"] -= pd.Timedelta(minutes=5)  # reported after the newer one
+    other = fresh_record(world, 4, missed_payments_1y=4)
+    summary = ingest("credit_history", batch(pd.concat([newer, other, older])), settings,
+                     push_online=True)  # fmt: skip
+    assert (summary["accepted"], summary["quarantined"]) == (3, 0)
+    assert online_missed(settings, newer["dob_ssn"].iloc[0]) == 7
+    assert online_missed(settings, other["dob_ssn"].iloc[0]) == 4
+    stored = offline.read_table(settings, CREDIT_HISTORY)
+    assert (stored["dob_ssn"] == newer["dob_ssn"].iloc[0]).sum() >= 2  # offline keeps both

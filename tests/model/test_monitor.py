@@ -186,6 +186,29 @@ def test_the_run_its_report_and_its_summary_are_the_stored_rows(logged):
     assert len(daily) == 3 * 7  # three decisions' rates for each day of the window
 
 
+def test_a_run_without_its_report_stores_the_same_results(logged):
+    settings, model, _ = logged
+    reports = settings.reports_dir / "monitoring"
+    before = set(reports.iterdir()) if reports.exists() else set()
+    quiet = monitor(settings, as_of=DRIFTED_AS_OF, model_tag=model.tag, report=False)
+    assert quiet["report"] is None and quiet["report_json"] is None
+    assert (set(reports.iterdir()) if reports.exists() else set()) == before  # nothing written
+    engine = get_engine(settings)
+    run, rows = stored_run(engine, quiet["run_id"])
+    assert run["report"] is None and run["status"] == quiet["status"] == th.ALERT
+    full = monitor(settings, as_of=DRIFTED_AS_OF, model_tag=model.tag)
+    assert Path(full["report"]).exists()
+
+    def results(found: list[dict]) -> list[tuple]:
+        # whylogs' p-values read randomized sketches (KLL, merged per run): they vary run to run.
+        return [(r["section"], r["metric"], r["subject"], r["status"])
+                + (() if r["metric"] in ("ks_pvalue", "chi2_pvalue") else (r["value"],))
+                for r in found]  # fmt: skip
+
+    assert results(rows) == results(stored_run(engine, full["run_id"])[1])
+    assert quiet["alerts"] == full["alerts"]
+
+
 def test_a_run_that_cannot_finish_is_stored_as_failed(logged):
     settings, _, _ = logged
     with pytest.raises(RuntimeError, match="credit_risk:nosuchmodel") as failure:

@@ -120,3 +120,69 @@ def test_a_killed_run_changes_nothing_and_the_next_one_promotes(demo_home,
             conn.execute(model_stages.update().where(champion).values(stage="retired"))
             conn.execute(model_stages.update().where(model_stages.c.tag == original)
                          .values(stage="champion"))  # fmt: skip
+
+
+def _flagged_run(engine, as_of, days: int, broken: bool) -> int:
+    """A monitoring run over the ``days`` before ``as_of``: a data-quality alert, or healthy."""
+    from creditflow.tables import monitoring_results, monitoring_runs
+
+    with engine.begin() as conn:
+        run_id = conn.execute(monitoring_runs.insert().returning(monitoring_runs.c.id), {
+            "as_of": as_of, "window_start": as_of - timedelta(days=days), "window_end": as_of,
+            "status": "alert" if broken else "ok", "summary": {}, "started_at": as_of,
+            "finished_at": as_of,
+        }).scalar_one()  # fmt: skip
+        if broken:
+            conn.execute(monitoring_results.insert(), {
+                "run_id": run_id, "section": "drift", "metric": "median_ratio",
+                "subject": "person_income", "value": 0.001, "threshold": 0.05, "status": "alert",
+                "details": {"data_quality": True},
+            })  # fmt: skip
+    return run_id
+
+
+def test_outcomes_of_a_window_flagged_as_broken_are_never_trained_on(demo_home):
+    """The flag clears before the outcomes of the broken window arrive: the retrain that comes
+    after leaves those feedback rows out (and judges without them), and says how many."""
+    from creditflow import clock
+    from creditflow.retraining.job import flagged_windows
+    from creditflow.tables import monitoring_results, monitoring_runs
+
+    settings, engine = demo_home.settings, get_engine(demo_home.settings)
+    original = stages.champion_tag(settings)
+    now = clock.now()
+    loans = read_table(settings, LOANS).head(5)
+    broken_at, clean_at = now - timedelta(days=20), now - timedelta(days=40)
+    rows = [prediction_row(settings, {k: _plain(r[k]) for k in APPLICATIONS.names},
+                           broken_at if i < 3 else clean_at)
+            for i, r in enumerate(loans.to_dict("records"))]  # fmt: skip
+    ids = write_predictions(engine, rows)
+    # The latest run is healthy, so retraining goes ahead.
+    runs = [_flagged_run(engine, now - timedelta(days=18), 7, broken=True),
+            _flagged_run(engine, now, 7, broken=False)]  # fmt: skip
+    try:
+        for i, pid in enumerate(ids):
+            record_label(engine, pid, i % 2, rows[i]["at"] + timedelta(days=1),
+                         received_at=now - timedelta(hours=2))  # fmt: skip
+        # (Other tests' monitoring runs may have flagged windows of their own.)
+        flagged = (now - timedelta(days=25), now - timedelta(days=18))
+        windows = flagged_windows(engine, now)
+        assert any(a <= flagged[0] and b >= flagged[1] for a, b in windows)
+        summary = retrain(settings, budget=SMALL)
+        assert summary["outcome"] in ("promoted", "kept"), summary["reasons"]
+        assert summary["rows"]["feedback"]["in_flagged_windows"] >= 3
+        assert summary["rows"]["flagged_windows"] == [[str(a), str(b)] for a, b in windows]
+        data = build_training_set(demo_home.training["feature_service"], settings,
+                                  excluded=flagged_windows(engine, now))  # fmt: skip
+        times = set(pd.to_datetime(data.frame[LOANS.timestamp], utc=True))
+        assert pd.Timestamp(clean_at) in times and pd.Timestamp(broken_at) not in times
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(labels).where(labels.c.prediction_id.in_(ids)))
+            conn.execute(sa.delete(predictions).where(predictions.c.prediction_id.in_(ids)))
+            conn.execute(sa.delete(monitoring_results).where(monitoring_results.c.run_id.in_(runs)))
+            conn.execute(sa.delete(monitoring_runs).where(monitoring_runs.c.id.in_(runs)))
+            champion = model_stages.c.stage == "champion"
+            conn.execute(model_stages.update().where(champion).values(stage="retired"))
+            conn.execute(model_stages.update().where(model_stages.c.tag == original)
+                         .values(stage="champion"))  # fmt: skip
