@@ -7,6 +7,8 @@ extra); serving never imports it (an import-linter contract in pyproject.toml).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
@@ -73,6 +75,48 @@ def expected_calibration_error(labels, probabilities, n_bins: int = ECE_BINS) ->
     return float(
         sum(b["rows"] * abs(b["mean_predicted"] - b["observed_rate"]) for b in bins) / total
     )
+
+
+def expected_roc_auc(probabilities: Any) -> float | None:
+    """The ROC AUC to expect if each outcome were Bernoulli(p) of its own calibrated probability.
+
+    As CBPE does, the ratio of expectations: with scores s = p, over ordered pairs i != j,
+
+        E[AUC] ~= sum p_j (1 - p_i) ([s_j > s_i] + 1/2 [s_j = s_i]) / sum p_j (1 - p_i)
+
+    the numerator being the expected number of correctly ranked (default, non-default) pairs,
+    ties counted half as ``roc_auc_score`` does, and the denominator E[#defaults x
+    #non-defaults] = P Q - sum p (1 - p) with P = sum p, Q = sum (1 - p). Exact, in
+    O(n log n): rows with equal scores form a group g with sums P_g, Q_g, R_g = sum p (1 - p);
+    the numerator is sum_g P_g (Q of the lower groups) + 1/2 sum_g (P_g Q_g - R_g).
+    None when no pair can have both classes (fewer than two rows, every p 0 or every p 1).
+    """
+    p = np.asarray(probabilities, dtype=float).ravel()
+    if len(p) < 2:
+        return None
+    scores, group = np.unique(p, return_inverse=True)  # ascending, one group per distinct score
+    pos = np.bincount(group, weights=p, minlength=len(scores))
+    neg = np.bincount(group, weights=1.0 - p, minlength=len(scores))
+    both = np.bincount(group, weights=p * (1.0 - p), minlength=len(scores))
+    negatives_below = np.cumsum(neg) - neg
+    pairs = pos.sum() * neg.sum() - both.sum()
+    if pairs <= 0:
+        return None
+    ranked = float(pos @ negatives_below + 0.5 * (pos @ neg - both.sum()))
+    return ranked / float(pairs)
+
+
+def approved_band_gap(labels, probabilities, approved) -> dict[str, float | int | None]:
+    """Realized vs expected ROC AUC (:func:`expected_roc_auc`) on the rows a model approves:
+    the only rows that ever get an outcome in production. Measured on the test window at
+    training, it is the model's own gap there (calibration is least exact in the low-risk band),
+    which monitoring then allows for instead of calling it a change of the world."""
+    y = np.asarray(labels)[np.asarray(approved, dtype=bool)]
+    p = np.asarray(probabilities, dtype=float)[np.asarray(approved, dtype=bool)]
+    realized = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
+    expected = expected_roc_auc(p)
+    gap = None if realized is None or expected is None else expected - realized
+    return {"rows": int(len(y)), "roc_auc": realized, "expected_roc_auc": expected, "gap": gap}
 
 
 def metrics(labels, probabilities) -> dict[str, float | None]:

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from creditflow import clock
 from creditflow.config import Settings
 from creditflow.monitoring import thresholds as th
+from creditflow.monitoring.accuracy import ALL, RECEIVED
 from creditflow.reports import escaped as _e
 from creditflow.reports import figure as _figure
 from creditflow.reports import fmt as _fmt
@@ -505,7 +506,9 @@ def _accuracy_plot(realized: list[dict], estimated: list[dict]) -> Figure | None
             points = sorted(
                 (r["subject"], r["value"])
                 for r in rows
-                if r["metric"] == metric and r["value"] is not None and r["subject"] != "all"
+                if r["metric"] == metric
+                and r["value"] is not None
+                and r["subject"] not in (ALL, RECEIVED)
             )
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], style, label=name)

@@ -20,10 +20,10 @@ from creditflow import clock
 from creditflow.config import MODEL_FEATURE_SERVICE, Settings, get_settings
 from creditflow.contract import LABEL_COLUMN
 from creditflow.model import registry
-from creditflow.model.evaluate import metrics, segments_of
+from creditflow.model.evaluate import approved_band_gap, metrics, segments_of
 from creditflow.model.registry import REFERENCE_FILE, iteration_range
 from creditflow.model.stages import champion_tag, register_candidate
-from creditflow.postprocessing.policy import choose_bands
+from creditflow.postprocessing.policy import choose_bands, decide
 from creditflow.postprocessing.rules import MAX_TRAINING_MISSING_SHARE, ModelRules
 from creditflow.store.features import FeatureContract, definitions_hash, get_store, variants_of
 from creditflow.training.baseline import baseline_probabilities
@@ -255,6 +255,11 @@ def train(
             },
             "metrics": {
                 "test": test_metrics,
+                # Where outcomes arrive in production: the approved band's realized vs expected
+                # AUC (monitoring allows for this gap).
+                "test_approved": approved_band_gap(
+                    y_test, p_test, decide(p_test, bands) == "approve"
+                ),
                 "test_uncalibrated": metrics(y_test, raw_test),
                 "valid": metrics(y_valid, p_valid),
                 "baseline_test": metrics(y_test, beside[0].probabilities),
