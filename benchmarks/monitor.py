@@ -36,6 +36,7 @@ def insert_logged(engine, model_tag: str, features: list[dict], probability: np.
     probability, decision) at ``times[i]``. SQLite goes through the driver in large batches
     (SQLAlchemy's per-row processing would take longer than the run measured)."""
     from creditflow.contract import APPLICATION_COLUMNS
+    from creditflow.model.stages import CHAMPION
     from creditflow.tables import predictions
 
     texts = [json.dumps(f) for f in features]
@@ -61,6 +62,9 @@ def insert_logged(engine, model_tag: str, features: list[dict], probability: np.
             "endpoint": "predict",
             "rules_version": "bench",
             "code_version": "bench",
+            "request_id": f"{i:032x}",  # a champion's answer is its own request
+            "role": CHAMPION,
+            "explored": 0,
         }
         return tuple(values[c] for c in columns)
 
