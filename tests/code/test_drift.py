@@ -121,3 +121,27 @@ def test_isotonic_steps_computed_in_float32_do_not_drift():
     bins = Bins.numeric(comparable_scores(reference))
     value = psi(bins.shares(comparable_scores(reference)), bins.shares(comparable_scores(live)))
     assert value < 1e-9
+
+
+def test_what_chance_alone_gives_few_rows_over_many_bins_is_not_drift():
+    """300 live rows of the same fifty-category distribution: PSI about 0.16 by chance alone,
+    sometimes above the alert line; judged beyond that, no alert. The same PSI on a day of
+    traffic over ten bins is judged as it is."""
+    from creditflow.monitoring.drift import sampling_psi
+
+    rng = np.random.default_rng(0)
+    shares = rng.dirichlet(np.ones(50) * 2)
+    reference = rng.choice(50, 20_000, p=shares)
+    values = []
+    for _ in range(200):
+        live = rng.choice(50, 300, p=shares)
+        bins = Bins.categorical(pd.Series(reference.astype(str)))
+        value = psi(
+            bins.shares(pd.Series(reference.astype(str))), bins.shares(pd.Series(live.astype(str)))
+        )
+        values.append(value)
+        assert drift_status(value, 300, 50, 20_000) != th.ALERT
+    assert np.mean(values) == pytest.approx(sampling_psi(50, 300, 20_000), rel=0.35)
+    assert max(values) > th.PSI_ALERT * 0.8  # chance alone comes near the line
+    assert sampling_psi(10, 7_000, 20_000) < 0.002
+    assert drift_status(0.3, 7_000, 10, 20_000) == th.ALERT
