@@ -682,16 +682,12 @@ def simulate(
     imports, `creditflow monitor` runs, and an alert or the schedule runs `creditflow
     retrain`; a promotion reaches the scorer as it reaches a running service. Writes one HTML
     and JSON report. Exits 1 if a scenario's declared outcome was not met."""
-    from creditflow.demo_world.scenarios import parse_drift
+    from creditflow.simulation.simulate import parse_drifts
 
-    for text in drift or []:
-        try:
-            day = parse_drift(text).day
-        except ValueError as err:
-            raise typer.BadParameter(str(err), param_hint="--drift") from err
-        if not 1 <= day <= days:
-            raise typer.BadParameter(f"{text!r}: the day must be within 1..{days} (--days)",
-                                     param_hint="--drift")  # fmt: skip
+    try:
+        parse_drifts(drift or [], days)  # a usage error, before anything is made
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--drift") from err
 
     def work() -> dict:
         from creditflow.simulation.simulate import simulate as run_simulation

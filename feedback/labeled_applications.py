@@ -43,6 +43,16 @@ EXTRA_COLUMNS = ["prediction_id", "decision", "label_id", "outcome_at"]
 _KINDS = {"int": "int64", "float": "float64", "str": object}
 
 
+def feedback_loan_id(label_id: int) -> int:
+    """A feedback row's loan id: minus its label's id (real loan ids are 0 or more)."""
+    return -label_id
+
+
+def is_feedback(rows: pd.DataFrame) -> pd.Series:
+    """Rows that are labelled predictions rather than ingested loans (:func:`feedback_loan_id`)."""
+    return rows[LOANS.key[0]] < 0
+
+
 def labeled_applications(
     settings: Settings, engine: sa.Engine, as_of: datetime | None = None
 ) -> pd.DataFrame:
@@ -80,7 +90,7 @@ def labeled_applications(
             skipped[NOT_DECRYPTABLE] += 1
             continue
         records.append({
-            LOANS.key[0]: -row.id, **keys,
+            LOANS.key[0]: feedback_loan_id(row.id), **keys,
             **{c.name: row.application.get(c.name) for c in APPLICATION_COLUMNS},
             LABEL_COLUMN: row.outcome, LOANS.timestamp: row.at,
             "prediction_id": row.prediction_id, "decision": row.decision, "label_id": row.id,

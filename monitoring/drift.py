@@ -301,8 +301,9 @@ def score_drift(window: Window, live: pd.DataFrame, features: list[Result]) -> R
     expected_scores = reference_answers(window)[PROBABILITY]
 
     def score_bins() -> tuple[Bins, np.ndarray]:
-        bins = Bins.numeric(comparable_scores(expected_scores))
-        return bins, bins.shares(comparable_scores(expected_scores))
+        scores = comparable_scores(expected_scores)
+        bins = Bins.numeric(scores)
+        return bins, bins.shares(scores)
 
     bins, expected = window.of_model("score_bins", score_bins)
     current = bins.shares(comparable_scores(live[PROBABILITY]))

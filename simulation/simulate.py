@@ -5,9 +5,19 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from creditflow.demo_world.scenarios import parse_drift
+from creditflow.demo_world.scenarios import Drift, parse_drift
 from creditflow.simulation import report
 from creditflow.simulation.loop import Options, prepare_home, run
+
+
+def parse_drifts(texts: list[str], days: int) -> list[Drift]:
+    """``SCENARIO@DAY`` strings as drifts in day order; ValueError naming a bad one (an unknown
+    scenario, no day, a day outside 1..``days``)."""
+    drifts = sorted((parse_drift(text) for text in texts), key=lambda d: d.day)
+    bad = [f"{d.scenario.name}@{d.day}" for d in drifts if not 1 <= d.day <= days]
+    if bad:
+        raise ValueError(f"--drift {bad}: the day must be within 1..{days} (--days)")
+    return drifts
 
 
 def simulate(
@@ -29,10 +39,7 @@ def simulate(
         raise ValueError(
             f"days, per_day and label_delay must be >= 1: {days}, {per_day}, {label_delay}"
         )
-    drifts = sorted((parse_drift(text) for text in drift or []), key=lambda d: d.day)
-    bad = [f"{d.scenario.name}@{d.day}" for d in drifts if not 1 <= d.day <= days]
-    if bad:
-        raise ValueError(f"--drift {bad}: the day must be within 1..{days}")
+    drifts = parse_drifts(drift or [], days)
     opts = Options(
         days=days, per_day=per_day, drifts=drifts, label_delay=label_delay, seed=seed, **options
     )

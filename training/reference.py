@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from creditflow.config import Settings
 from creditflow.contract import LOANS
 from creditflow.db import get_engine
+from creditflow.feedback.labeled_applications import is_feedback
 from creditflow.model.stages import SHADOW
 from creditflow.store.features import FeatureContract
 from creditflow.tables import predictions
@@ -27,12 +28,6 @@ from creditflow.tables import predictions
 # Training rows that are labelled predictions (feedback) above this share: the sample is the
 # scored population of their period.
 FEEDBACK_MAJORITY = 0.5
-
-
-def is_feedback(rows: pd.DataFrame) -> pd.Series:
-    """Rows that are labelled predictions: feedback/labeled_applications.py gives them the
-    negative of their label's id as loan id (ingested loans have ids of 0 or more)."""
-    return rows[LOANS.key[0]] < 0
 
 
 def scored_population(settings: Settings, contract: FeatureContract, start, end,

@@ -231,7 +231,9 @@ def test_the_readme_lists_every_exit_code_and_no_other():
 @pytest.mark.parametrize(
     ("drift", "named"),
     [("nosuch@3", "unknown scenario 'nosuch'"), ("rate_regime", "SCENARIO@DAY"),
-     ("rate_regime@x", "SCENARIO@DAY"), ("rate_regime@500", "within 1..120")],
+     ("rate_regime@x", "SCENARIO@DAY"), ("rate_regime@500", "within 1..120"),
+     ("rate_regime@-1", "SCENARIO@DAY"), ("rate_regime@" + "9" * 40, "within 1..120"),
+     ("@3", "unknown scenario ''")],
 )  # fmt: skip
 def test_simulate_names_a_bad_drift_as_a_usage_error(drift, named, tmp_path):
     result = _creditflow(["simulate", "--drift", drift, "--home", str(tmp_path / "sim")],
